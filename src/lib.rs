@@ -1,0 +1,18 @@
+//! smsgw: an SMS gateway daemon for GSM serial modems ("短信猫", single units and
+//! modem pools). Other systems insert rows into an outbox table; smsgw sends them
+//! through modems with AT commands in PDU mode, records delivery reports, and
+//! stores incoming messages.
+//!
+//! # Layout
+//!
+//! Protocol logic is pure code (bytes, events and `now` in; bytes, events and
+//! deadlines out), tested without I/O. Tokio, serial ports and SQL live at the edges.
+//!
+//! - [`pdu`]: the 3GPP TS 23.040 codec: alphabets, addresses, user data headers,
+//!   SMS-SUBMIT encoding with splitting, DELIVER/SUBMIT/STATUS-REPORT decoding.
+//! - [`cli`]: the `smsgw` command line (argument types and the codec commands).
+//!
+//! See `docs/architecture.md` for the flow of one message and the modules still to come.
+
+pub mod cli;
+pub mod pdu;

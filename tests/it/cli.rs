@@ -1,0 +1,164 @@
+//! The `smsgw` binary as a technician runs it: output, exit codes, messages.
+
+use std::process::{Command, Output};
+
+fn smsgw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args(args)
+        .output()
+        .expect("run smsgw")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn pdu_decode_prints_json() {
+    let o = smsgw(&[
+        "pdu",
+        "decode",
+        "--compact",
+        "0891683108100005F011000D91683109423346F90008000A5DE54F5C61095FEBFF01",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["type"], "SMS-SUBMIT");
+    assert_eq!(v["destination"]["number"], "+8613902433649");
+    assert_eq!(v["user_data"]["text"], "工作愉快！");
+    assert_eq!(v["dcs"]["alphabet"], "ucs2");
+    assert_eq!(v["smsc"]["number"], "+8613800100500");
+    assert_eq!(v["tpdu_len"], 25);
+}
+
+#[test]
+fn pdu_decode_status_report_has_status_and_utc_times() {
+    let o = smsgw(&[
+        "pdu",
+        "decode",
+        "--compact",
+        "079124603050020006E80C91666666666666909070618422809090706184628000",
+    ]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["type"], "SMS-STATUS-REPORT");
+    assert_eq!(v["message_reference"], 232);
+    assert_eq!(v["status"]["st"], serde_json::Value::Null);
+    assert_eq!(v["status"]["raw"], "00");
+    assert_eq!(v["status"]["final"], true);
+    assert_eq!(v["status"]["delivered"], true);
+    assert_eq!(v["discharge_time"]["local"], "09/09/07,16:48:26+08");
+    assert_eq!(v["discharge_time"]["utc"], "2009-09-07T14:48:26+00:00");
+}
+
+#[test]
+fn pdu_decode_invalid_input_exits_2_with_a_clear_message() {
+    for bad in ["zz", "123", "0891683108100005F011000D9168"] {
+        let o = smsgw(&["pdu", "decode", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("cannot decode PDU"), "{err}");
+        assert!(o.stdout.is_empty());
+    }
+    let o = smsgw(&["pdu", "decode", "0891683108100005F011000D9168"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("da: truncated"));
+}
+
+#[test]
+fn pdu_encode_prints_one_line_per_part() {
+    let text = "中秋快乐！".repeat(20); // 100 UCS2 units: two parts
+    let o = smsgw(&[
+        "pdu",
+        "encode",
+        "--to",
+        "+8613800138000",
+        "--report",
+        "--ref",
+        "7",
+        &text,
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let mut joined = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"], i as u64 + 1);
+        assert_eq!(l["total"], 2);
+        let pdu = l["pdu"].as_str().unwrap();
+        // cmgs_len is the TPDU length: the PDU minus the one-octet "00" SMSC field.
+        assert_eq!(l["cmgs_len"].as_u64().unwrap() as usize, pdu.len() / 2 - 1);
+        let d = smsgw(&["pdu", "decode", "--compact", pdu]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&d)).unwrap();
+        assert_eq!(v["status_report_request"], true);
+        assert_eq!(
+            v["user_data"]["udh"][0]["concat8"],
+            serde_json::json!([7, 2, i + 1])
+        );
+        joined.push_str(v["user_data"]["text"].as_str().unwrap());
+    }
+    assert_eq!(joined, text);
+}
+
+#[test]
+fn pdu_encode_options_reach_the_pdu() {
+    let o = smsgw(&[
+        "pdu",
+        "encode",
+        "--to",
+        "10086",
+        "--smsc",
+        "+8613800100500",
+        "--validity",
+        "1440",
+        "--flash",
+        "hi",
+    ]);
+    assert!(o.status.success());
+    let l: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let d = smsgw(&["pdu", "decode", "--compact", l["pdu"].as_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&d)).unwrap();
+    assert_eq!(v["smsc"]["number"], "+8613800100500");
+    assert_eq!(v["destination"]["number"], "10086");
+    assert_eq!(v["validity"]["minutes"], 1440);
+    assert_eq!(v["dcs"]["class"], 0);
+    assert_eq!(v["status_report_request"], false);
+}
+
+#[test]
+fn pdu_encode_rejects_bad_input_with_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["pdu", "encode", "--to", "138-0013", "x"],
+            "invalid to number",
+        ),
+        (
+            &["pdu", "encode", "--to", "10086", "--smsc", "abc", "x"],
+            "invalid smsc number",
+        ),
+        (
+            &[
+                "pdu",
+                "encode",
+                "--to",
+                "10086",
+                "--max-parts",
+                "1",
+                &"x".repeat(200),
+            ],
+            "needs 2 parts",
+        ),
+        (
+            &["pdu", "encode", "--to", "10086", "--ref", "300", "x"],
+            "--ref must be 0-255",
+        ),
+    ];
+    for (args, msg) in cases {
+        let o = smsgw(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,6 @@
+//! The integration test binary: one binary for every integration test, so the
+//! 2-core build links once. Each module is one area.
+
+mod cli;
+mod pdu_props;
+mod pdu_vectors;
