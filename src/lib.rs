@@ -10,9 +10,12 @@
 //!
 //! - [`pdu`]: the 3GPP TS 23.040 codec: alphabets, addresses, user data headers,
 //!   SMS-SUBMIT encoding with splitting, DELIVER/SUBMIT/STATUS-REPORT decoding.
+//! - [`at`]: the sans-IO AT core: framer, final results, URC registry, command
+//!   engine with deadlines and resynchronisation, reply parsers, send classification.
 //! - [`cli`]: the `smsgw` command line (argument types and the codec commands).
 //!
 //! See `docs/architecture.md` for the flow of one message and the modules still to come.
 
+pub mod at;
 pub mod cli;
 pub mod pdu;

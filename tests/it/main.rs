@@ -1,6 +1,9 @@
 //! The integration test binary: one binary for every integration test, so the
 //! 2-core build links once. Each module is one area.
 
+mod at_engine;
+mod at_parse;
+mod at_props;
 mod cli;
 mod pdu_props;
 mod pdu_vectors;
