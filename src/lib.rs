@@ -14,8 +14,15 @@
 //!   engine with deadlines and resynchronisation, reply parsers, send classification.
 //! - [`cli`]: the `smsgw` command line (argument types and the codec commands).
 //!
+//! - [`modem`]: the I/O shell: one actor per serial port (tokio-serial) owning an
+//!   AT engine; handles, events, status, vendor handling.
+//! - [`sim`]: the modem simulator (a pure model of a modem with quirks and faults,
+//!   run on a real pty).
+//!
 //! See `docs/architecture.md` for the flow of one message and the modules still to come.
 
 pub mod at;
 pub mod cli;
+pub mod modem;
 pub mod pdu;
+pub mod sim;

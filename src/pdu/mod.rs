@@ -29,6 +29,7 @@
 //! ```
 
 pub mod address;
+pub mod build;
 pub mod dcs;
 pub mod decode;
 pub mod gsm7;

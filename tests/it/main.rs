@@ -5,5 +5,6 @@ mod at_engine;
 mod at_parse;
 mod at_props;
 mod cli;
+mod modem_e2e;
 mod pdu_props;
 mod pdu_vectors;

@@ -1,0 +1,890 @@
+//! The task that owns one serial port. It is the only code that reads or writes
+//! the port; everything it decides about bytes is the engine's.
+//!
+//! Life of a port: open (capped exponential backoff while it cannot be opened) ->
+//! escape a stuck prompt -> probe `AT` -> `ATE0V1`, `AT+CMEE=1` -> identify ->
+//! PIN -> PDU mode -> SMSC -> storage -> `AT+CNMI` (with fallbacks) -> signal and
+//! registration -> read what is already stored -> serve requests and URCs, polling
+//! health. A port that vanishes (read returns 0 or an error) or a modem that keeps
+//! timing out ends the session; the actor reopens it, and the other modems never notice.
+
+use super::vendor::{self, Vendor};
+use super::{
+    FlowControl, ModemConfig, ModemEvent, ModemHandle, ModemInfo, ModemState, ModemStatus,
+    PartSent, Request, SendReport, StoredAt,
+};
+use crate::at::classify::{send_result, FailureClass, SendFailure, SendResult};
+use crate::at::parse::{self, Registration};
+use crate::at::{Command, Engine, EngineConfig, Event, Final, Outcome, Urc};
+use crate::pdu::{self, Layout};
+use chrono::Utc;
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
+use tracing::{debug, info, trace, warn};
+
+/// Starts the actor for one modem.
+pub fn spawn(cfg: ModemConfig, events: mpsc::Sender<ModemEvent>) -> ModemHandle {
+    let (tx, rx) = mpsc::channel(32);
+    let status = ModemStatus {
+        id: cfg.id.clone(),
+        device: cfg.device.clone(),
+        state: ModemState::Initialising,
+        reason: Some("starting".into()),
+        since: Utc::now(),
+        info: ModemInfo::default(),
+        signal: None,
+        registration: None,
+        operator: None,
+        smsc: None,
+        storage: None,
+        parts_sent: 0,
+        sends_failed: 0,
+        last_error: None,
+    };
+    let (status_tx, status_rx) = watch::channel(status.clone());
+    let handle = ModemHandle {
+        id: cfg.id.clone(),
+        tx,
+        status: status_rx,
+    };
+    let actor = Actor {
+        cfg,
+        events,
+        status_tx,
+        status,
+        rx,
+    };
+    tokio::spawn(actor.run());
+    handle
+}
+
+struct Actor {
+    cfg: ModemConfig,
+    events: mpsc::Sender<ModemEvent>,
+    status_tx: watch::Sender<ModemStatus>,
+    status: ModemStatus,
+    rx: mpsc::Receiver<Request>,
+}
+
+/// Why a session ended.
+enum End {
+    Shutdown,
+    /// The modem answers but cannot be used (PIN, SIM): stay degraded, retry slowly.
+    Unusable(String),
+    /// The port went away or failed.
+    Lost(String),
+    /// The modem stopped answering (or a reset was requested): reset and reopen.
+    Reset(String),
+}
+
+/// The session cannot go on: the port is gone, or (`reset`) the modem stopped
+/// answering and must be reset and reopened.
+struct Lost(String, bool);
+
+fn lost(reason: impl Into<String>) -> Lost {
+    Lost(reason.into(), false)
+}
+
+/// One open port: the stream, the engine, and URCs waiting to be handled.
+struct Session {
+    port: SerialStream,
+    engine: Engine,
+    vendor: Vendor,
+    urcs: VecDeque<Urc>,
+    late_mrs: Vec<u8>,
+    read_mem: String,
+    report_mem: Option<String>,
+    cmms: Option<bool>,
+    buf: Vec<u8>,
+    /// Consecutive timeouts after which the modem counts as unresponsive.
+    max_timeouts: u32,
+    /// Stored messages handed to the daemon and not deleted yet: a message that
+    /// is both listed by AT+CMGL and announced by +CMTI is handed over once.
+    handed_over: HashSet<(String, u32)>,
+}
+
+impl Session {
+    async fn flush(&mut self) -> Result<(), Lost> {
+        while let Some(bytes) = self.engine.poll_transmit() {
+            trace!(tx = %redact(&String::from_utf8_lossy(&bytes)), "write");
+            self.port
+                .write_all(&bytes)
+                .await
+                .map_err(|e| lost(format!("write failed: {e}")))?;
+            self.port
+                .flush()
+                .await
+                .map_err(|e| lost(format!("write failed: {e}")))?;
+            self.engine.handle_written(Instant::now().into_std());
+        }
+        Ok(())
+    }
+
+    /// Waits for input or the engine's deadline, once.
+    async fn step(&mut self) -> Result<(), Lost> {
+        let deadline = self.engine.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            r = self.port.read(&mut self.buf) => match r {
+                // Ok(0) is how a vanished pty or USB device shows itself: never spin on it.
+                Ok(0) => return Err(lost("device closed (unplugged?)")),
+                Ok(n) => {
+                    trace!(rx = %String::from_utf8_lossy(&self.buf[..n]), "read");
+                    self.engine.handle_input(Instant::now().into_std(), &self.buf[..n]);
+                }
+                Err(e) => return Err(lost(format!("read failed: {e}"))),
+            },
+            _ = sleep_until(deadline) => self.engine.handle_timeout(Instant::now().into_std()),
+        }
+        Ok(())
+    }
+
+    /// Runs one command to its outcome. URCs seen meanwhile are queued.
+    async fn exec(&mut self, cmd: Command) -> Result<Outcome, (Lost, Outcome)> {
+        debug!(cmd = %redact(&cmd.line), "command");
+        let id = self.engine.submit(cmd);
+        loop {
+            let r = match self.flush().await {
+                Ok(()) => self.collect(Some(id)),
+                Err(l) => Err(l),
+            };
+            let r = match r {
+                Ok(Some(o)) => return Ok(o),
+                Ok(None) if self.engine.consecutive_timeouts() >= self.max_timeouts => Err(Lost(
+                    format!(
+                        "no answer to {} commands in a row",
+                        self.engine.consecutive_timeouts()
+                    ),
+                    true,
+                )),
+                Ok(None) => self.step().await,
+                Err(l) => Err(l),
+            };
+            if let Err(lost) = r {
+                self.engine.abort_all();
+                let outcome = self
+                    .collect(Some(id))
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Outcome::Aborted(crate::at::Stage::Queued));
+                return Err((lost, outcome));
+            }
+        }
+    }
+
+    /// Drains engine events; returns the outcome of `id` if it is among them.
+    fn collect(&mut self, id: Option<u64>) -> Result<Option<Outcome>, Lost> {
+        let mut found = None;
+        while let Some(ev) = self.engine.poll_event() {
+            match ev {
+                Event::Done { id: d, outcome } if Some(d) == id => found = Some(outcome),
+                Event::Done { id: d, outcome } => debug!(id = d, ?outcome, "stale command outcome"),
+                Event::Urc(u) => self.urcs.push_back(u),
+                Event::LateReply { lines, .. } => {
+                    if let Some(mr) = parse::cmgs(&lines) {
+                        self.late_mrs.push(mr);
+                    }
+                    debug!(?lines, "late reply after a timeout");
+                }
+                Event::Unsolicited(l) => debug!(line = %l, "unsolicited line ignored"),
+                Event::Overflow { discarded } => {
+                    warn!(discarded, "garbage on the line (wrong baud rate?)")
+                }
+                Event::Resynced => debug!("resynchronised"),
+                Event::ResyncTimeout { attempts } => {
+                    debug!(attempts, "no answer to resynchronisation")
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn ok(&mut self, cmd: Command) -> Result<Result<Vec<String>, String>, Lost> {
+        let line = redact(&cmd.line);
+        match self.exec(cmd).await {
+            Ok(Outcome::Response(r)) if r.result.is_ok() => Ok(Ok(r.lines)),
+            Ok(Outcome::Response(r)) => Ok(Err(format!("{line}: {}", r.result))),
+            Ok(other) => Ok(Err(format!("{line}: {other:?}"))),
+            Err((lost, _)) => Err(lost),
+        }
+    }
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let mut backoff = self.cfg.reconnect_initial;
+        loop {
+            self.set_state(ModemState::Initialising, "opening the port");
+            let end = match open(&self.cfg) {
+                Err(e) => End::Lost(format!("cannot open {}: {e}", self.cfg.device)),
+                Ok(port) => {
+                    let mut s = Session {
+                        port,
+                        engine: Engine::new(
+                            vendor::GENERIC.registry(),
+                            EngineConfig {
+                                resync_timeout: self.cfg.timeouts.resync,
+                                ..EngineConfig::default()
+                            },
+                        ),
+                        vendor: vendor::GENERIC,
+                        urcs: VecDeque::new(),
+                        late_mrs: Vec::new(),
+                        read_mem: String::new(),
+                        report_mem: None,
+                        cmms: None,
+                        buf: vec![0; 4096],
+                        max_timeouts: self.cfg.max_consecutive_timeouts,
+                        handed_over: HashSet::new(),
+                    };
+                    let end = self.session(&mut s).await;
+                    if matches!(end, End::Reset(_)) {
+                        if let Some(cmd) = self.cfg.reset_command.clone() {
+                            // Best effort: the modem may not answer at all.
+                            let _ = s
+                                .exec(Command::new(cmd).timeout(self.cfg.timeouts.command))
+                                .await;
+                        }
+                    }
+                    if self.status.state == ModemState::Ready
+                        || self.status.state == ModemState::Degraded
+                    {
+                        backoff = self.cfg.reconnect_initial;
+                    }
+                    end
+                }
+            };
+            match end {
+                End::Shutdown => {
+                    self.set_state(ModemState::Stopped, "stopped");
+                    return;
+                }
+                End::Lost(reason) => {
+                    warn!(modem = %self.cfg.id, %reason, "modem disconnected");
+                    self.set_state(ModemState::Disconnected, &reason);
+                }
+                End::Reset(reason) => {
+                    warn!(modem = %self.cfg.id, %reason, "resetting modem");
+                    self.set_state(ModemState::Resetting, &reason);
+                }
+                End::Unusable(reason) => {
+                    warn!(modem = %self.cfg.id, %reason, "modem cannot be used");
+                    self.set_state(ModemState::Degraded, &reason);
+                    // A configuration problem does not fix itself quickly.
+                    backoff = self.cfg.reconnect_max;
+                }
+            }
+            if self.wait(backoff).await {
+                self.set_state(ModemState::Stopped, "stopped");
+                return;
+            }
+            backoff = (backoff * 2).min(self.cfg.reconnect_max);
+        }
+    }
+
+    /// Waits out a backoff, answering requests (no modem: sends fail at once
+    /// without harm). True on shutdown.
+    async fn wait(&mut self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return false,
+                req = self.rx.recv() => match req {
+                    None | Some(Request::Shutdown) => return true,
+                    Some(Request::Send { reply, .. }) => {
+                        let _ = reply.send(SendReport::failed(FailureClass::Modem, self.not_ready()));
+                    }
+                    Some(Request::Delete { reply, .. }) => { let _ = reply.send(Err(self.not_ready())); }
+                    Some(Request::Reset) => return false,
+                }
+            }
+        }
+    }
+
+    fn not_ready(&self) -> String {
+        format!(
+            "modem {} is {:?}: {}",
+            self.cfg.id,
+            self.status.state,
+            self.status.reason.as_deref().unwrap_or("")
+        )
+    }
+
+    fn set_state(&mut self, state: ModemState, reason: &str) {
+        if self.status.state != state {
+            self.status.since = Utc::now();
+            info!(modem = %self.cfg.id, ?state, reason, "modem state");
+        }
+        self.status.state = state;
+        self.status.reason = (!reason.is_empty()).then(|| reason.to_string());
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    async fn session(&mut self, s: &mut Session) -> End {
+        match self.init(s).await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return End::Unusable(reason),
+            Err(l) => return l.end(),
+        }
+        let mut health = tokio::time::interval_at(
+            Instant::now() + self.cfg.health_interval,
+            self.cfg.health_interval,
+        );
+        loop {
+            if let Err(l) = self.handle_urcs(s).await {
+                return l.end();
+            }
+            if s.engine.consecutive_timeouts() >= self.cfg.max_consecutive_timeouts {
+                return End::Reset(format!(
+                    "no answer to {} commands in a row",
+                    s.engine.consecutive_timeouts()
+                ));
+            }
+            let deadline = s.engine.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                req = self.rx.recv() => match req {
+                    None | Some(Request::Shutdown) => return End::Shutdown,
+                    Some(Request::Reset) => return End::Reset("reset requested".into()),
+                    Some(Request::Send { parts, reply }) => {
+                        let (report, lost) = self.send(s, parts).await;
+                        let _ = reply.send(report);
+                        if let Some(l) = lost { return l.end(); }
+                    }
+                    Some(Request::Delete { at, reply }) => match self.delete(s, &at).await {
+                        Ok(r) => { let _ = reply.send(r); }
+                        Err(l) => { let _ = reply.send(Err(l.0.clone())); return l.end(); }
+                    },
+                },
+                r = s.port.read(&mut s.buf) => match r {
+                    Ok(0) => return End::Lost("device closed (unplugged?)".into()),
+                    Ok(n) => {
+                        s.engine.handle_input(Instant::now().into_std(), &s.buf[..n]);
+                        let _ = s.collect(None);
+                    }
+                    Err(e) => return End::Lost(format!("read failed: {e}")),
+                },
+                _ = sleep_until(deadline) => {
+                    s.engine.handle_timeout(Instant::now().into_std());
+                    let _ = s.collect(None);
+                    if let Err(l) = s.flush().await { return l.end(); }
+                }
+                _ = health.tick() => {
+                    if let Err(l) = self.poll_health(s).await { return l.end(); }
+                }
+            }
+            for mr in std::mem::take(&mut s.late_mrs) {
+                let _ = self
+                    .events
+                    .send(ModemEvent::LateSubmit {
+                        modem: self.cfg.id.clone(),
+                        mr,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// Probe, identify and initialise. `Ok(Err(reason))`: the modem answers but
+    /// cannot be used (PIN, SIM): not a reason to hammer it.
+    async fn init(&mut self, s: &mut Session) -> Result<Result<(), String>, Lost> {
+        let t = self.cfg.timeouts;
+        // Escape a prompt left by a crashed send, then let boot noise pass.
+        s.port
+            .write_all(b"\x1b\r")
+            .await
+            .map_err(|e| lost(format!("write failed: {e}")))?;
+        self.set_state(ModemState::Initialising, "probing");
+        let mut answered = false;
+        for _ in 0..5 {
+            match s
+                .exec(
+                    Command::new("AT")
+                        .numeric_finals()
+                        .timeout(Duration::from_secs(1)),
+                )
+                .await
+            {
+                Ok(Outcome::Response(_)) => {
+                    answered = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err((lost, _)) => return Err(lost),
+            }
+        }
+        if !answered {
+            return Ok(Err(format!("no answer to AT at {} baud", self.cfg.baud)));
+        }
+        // Echo off, verbose result codes, numeric errors.
+        let _ = s
+            .ok(Command::new("ATE0V1").numeric_finals().timeout(t.command))
+            .await?;
+        let _ = s.ok(Command::new("AT+CMEE=1").timeout(t.command)).await?;
+        // Identify.
+        let manufacturer = s
+            .ok(Command::new("AT+CGMI").timeout(t.command))
+            .await?
+            .ok()
+            .and_then(|l| parse::identity(&l));
+        let mut info = ModemInfo {
+            manufacturer,
+            ..ModemInfo::default()
+        };
+        s.vendor = match &self.cfg.vendor {
+            Some(v) => vendor::by_name(v).unwrap_or(vendor::GENERIC),
+            None => vendor::detect(info.manufacturer.as_deref().unwrap_or("")),
+        };
+        s.engine = Engine::new(
+            s.vendor.registry(),
+            EngineConfig {
+                resync_timeout: t.resync,
+                ..EngineConfig::default()
+            },
+        );
+        info.vendor = Some(s.vendor.name.to_string());
+        info.model = s
+            .ok(Command::new("AT+CGMM").timeout(t.command))
+            .await?
+            .ok()
+            .and_then(|l| parse::identity(&l));
+        info.revision = s
+            .ok(Command::new("AT+CGMR").timeout(t.command))
+            .await?
+            .ok()
+            .and_then(|l| parse::identity(&l));
+        info.imei = s
+            .ok(Command::new("AT+CGSN").timeout(t.command))
+            .await?
+            .ok()
+            .and_then(|l| parse::digits(&l));
+        self.status.info = info.clone();
+        self.publish();
+        for cmd in s.vendor.init {
+            if let Err(e) = s.ok(Command::new(*cmd).timeout(t.command)).await? {
+                debug!(modem = %self.cfg.id, error = %e, "vendor init command refused");
+            }
+        }
+        // SIM and PIN (waiting out "SIM busy" after power-up).
+        match self.sim_ready(s).await? {
+            Ok(()) => {}
+            Err(reason) => return Ok(Err(reason)),
+        }
+        info.imsi = s
+            .ok(Command::new("AT+CIMI").timeout(t.command))
+            .await?
+            .ok()
+            .and_then(|l| parse::digits(&l));
+        info.iccid = match s.ok(Command::new("AT+CCID").timeout(t.command)).await? {
+            Ok(l) => parse::iccid(&l),
+            Err(_) => s
+                .ok(Command::new("AT^ICCID?").timeout(t.command))
+                .await?
+                .ok()
+                .and_then(|l| parse::iccid(&l)),
+        };
+        self.status.info = info;
+        // PDU mode is not optional.
+        if let Err(e) = s.ok(Command::new("AT+CMGF=0").timeout(t.command)).await? {
+            return Ok(Err(format!("modem refuses PDU mode ({e})")));
+        }
+        // SMSC: configured, or the SIM's.
+        if let Some(smsc) = self.cfg.smsc.clone() {
+            if let Err(e) = s
+                .ok(Command::new(format!("AT+CSCA=\"{smsc}\",145")).timeout(t.command))
+                .await?
+            {
+                warn!(modem = %self.cfg.id, error = %e, "could not set the SMSC");
+            }
+        }
+        self.status.smsc = s
+            .ok(Command::new("AT+CSCA?").timeout(t.command))
+            .await?
+            .ok()
+            .and_then(|l| parse::csca(&l));
+        // Storage: read from and store to the SIM.
+        if let Ok(l) = s
+            .ok(Command::new("AT+CPMS=\"SM\",\"SM\",\"SM\"").timeout(t.command))
+            .await?
+        {
+            s.read_mem = "SM".into();
+            self.status.storage = parse::cpms(&l).and_then(|st| st.first());
+        }
+        // New-message indications stored (+CMTI: survives a daemon crash), status
+        // reports routed (+CDS), falling back to stored reports (+CDSI), then none.
+        let mut routed = false;
+        for cnmi in [
+            "AT+CNMI=2,1,0,1,0",
+            "AT+CNMI=1,1,0,1,0",
+            "AT+CNMI=2,1,0,2,0",
+            "AT+CNMI=1,1,0,2,0",
+            "AT+CNMI=2,1,0,0,0",
+        ] {
+            if s.ok(Command::new(cnmi).timeout(t.command)).await?.is_ok() {
+                routed = true;
+                debug!(modem = %self.cfg.id, cnmi, "indications set");
+                break;
+            }
+        }
+        if !routed {
+            warn!(modem = %self.cfg.id, "modem refuses every AT+CNMI: incoming messages are found by polling only");
+        }
+        for cmd in self.cfg.init.clone() {
+            if let Err(e) = s.ok(Command::new(cmd).timeout(t.command)).await? {
+                warn!(modem = %self.cfg.id, error = %e, "configured init command failed");
+            }
+        }
+        self.poll_health(s).await?;
+        // Messages and reports already stored (also those left when smsgw died
+        // before confirming them).
+        self.read_stored(s).await?;
+        Ok(Ok(()))
+    }
+
+    async fn sim_ready(&mut self, s: &mut Session) -> Result<Result<(), String>, Lost> {
+        let t = self.cfg.timeouts;
+        let until = Instant::now() + t.sim_busy;
+        loop {
+            let mut cmd = Command::new("AT+CPIN?").timeout(t.command);
+            if s.vendor.cpin_no_ok {
+                cmd = cmd.final_on_prefix();
+            }
+            let outcome = s.exec(cmd).await.map_err(|(l, _)| l)?;
+            let state = match &outcome {
+                Outcome::Response(r) if r.result.is_ok() => {
+                    parse::cpin(&r.lines).unwrap_or_default()
+                }
+                Outcome::Response(r) => match &r.result {
+                    Final::Cme(c) if matches!(c.number(), Some(14 | 515)) => "BUSY".into(),
+                    Final::Cme(c) if c.number() == Some(10) => {
+                        return Ok(Err("SIM not inserted".into()))
+                    }
+                    other => return Ok(Err(format!("SIM check failed: {other}"))),
+                },
+                _ => "BUSY".into(),
+            };
+            match state.as_str() {
+                "READY" => return Ok(Ok(())),
+                "SIM PIN" => {
+                    let Some(pin) = self.cfg.pin.clone() else {
+                        return Ok(Err("SIM PIN required but no pin is configured".into()));
+                    };
+                    info!(modem = %self.cfg.id, "entering SIM PIN");
+                    if let Err(e) = s
+                        .ok(Command::new(format!("AT+CPIN=\"{}\"", pin.0)).timeout(t.command))
+                        .await?
+                    {
+                        // Never retry a wrong PIN: three tries lock the SIM.
+                        return Ok(Err(format!(
+                            "SIM PIN refused ({}): check pin in the config",
+                            redact(&e)
+                        )));
+                    }
+                }
+                "SIM PUK" => return Ok(Err("SIM is PUK-locked: unlock it in a phone".into())),
+                "BUSY" if Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(500)).await
+                }
+                "BUSY" => return Ok(Err("SIM stays busy".into())),
+                other => return Ok(Err(format!("SIM state {other}"))),
+            }
+        }
+    }
+
+    async fn poll_health(&mut self, s: &mut Session) -> Result<(), Lost> {
+        let t = self.cfg.timeouts.command;
+        if let Ok(l) = s.ok(Command::new("AT+CSQ").timeout(t)).await? {
+            self.status.signal = parse::csq(&l);
+        }
+        if let Ok(l) = s.ok(Command::new("AT+CREG?").timeout(t)).await? {
+            self.status.registration = parse::creg(&l);
+        }
+        if let Ok(l) = s.ok(Command::new("AT+COPS?").timeout(t)).await? {
+            self.status.operator = parse::cops(&l);
+        }
+        self.update_readiness();
+        Ok(())
+    }
+
+    fn update_readiness(&mut self) {
+        match self.status.registration {
+            Some(r) if r.is_registered() => self.set_state(ModemState::Ready, ""),
+            Some(r) => self.set_state(ModemState::Degraded, &format!("not registered ({r:?})")),
+            // Some modems answer AT+CREG? with a bare OK: assume registered, sends will tell.
+            None => self.set_state(ModemState::Ready, "registration unknown"),
+        }
+        if self.status.smsc.is_none()
+            && self.cfg.smsc.is_none()
+            && self.status.state == ModemState::Ready
+        {
+            self.set_state(
+                ModemState::Degraded,
+                "no SMSC on the SIM and none configured (smsc = ...)",
+            );
+        }
+    }
+
+    async fn use_mem(&mut self, s: &mut Session, mem: &str) -> Result<bool, Lost> {
+        if s.read_mem == mem {
+            return Ok(true);
+        }
+        let ok = s
+            .ok(Command::new(format!("AT+CPMS=\"{mem}\"")).timeout(self.cfg.timeouts.command))
+            .await?
+            .is_ok();
+        if ok {
+            s.read_mem = mem.to_string();
+        }
+        Ok(ok)
+    }
+
+    async fn read_stored(&mut self, s: &mut Session) -> Result<(), Lost> {
+        for mem in ["SM", "SR"] {
+            if !self.use_mem(s, mem).await? {
+                continue;
+            }
+            if mem == "SR" {
+                s.report_mem = Some("SR".into());
+            }
+            let lines = match s
+                .ok(Command::new("AT+CMGL=4").timeout(self.cfg.timeouts.command * 2))
+                .await?
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    debug!(modem = %self.cfg.id, error = %e, "cannot list stored messages");
+                    continue;
+                }
+            };
+            for stored in parse::cmgl(&lines) {
+                let index = stored.index.unwrap_or(0);
+                if s.handed_over.insert((mem.to_string(), index)) {
+                    let at = StoredAt {
+                        mem: mem.to_string(),
+                        index,
+                    };
+                    self.emit_stored(&stored.pdu, stored.length, Some(at)).await;
+                }
+            }
+        }
+        self.use_mem(s, "SM").await?;
+        Ok(())
+    }
+
+    /// Decodes a stored or routed PDU and hands it to the daemon.
+    async fn emit_stored(&mut self, raw: &str, length: Option<usize>, stored: Option<StoredAt>) {
+        let layout = length.map_or(Layout::Auto, Layout::TpduLen);
+        let decoded = pdu::decode_hex(raw, layout);
+        let modem = self.cfg.id.clone();
+        let ev = match &decoded {
+            Ok(d) => match d.tpdu {
+                pdu::Tpdu::StatusReport(_) => ModemEvent::StatusReport {
+                    modem,
+                    pdu: Ok(d.clone()),
+                    raw: raw.into(),
+                    stored,
+                },
+                pdu::Tpdu::Deliver(_) => ModemEvent::Incoming {
+                    modem,
+                    pdu: Ok(d.clone()),
+                    raw: raw.into(),
+                    stored,
+                },
+                // A draft stored on the SIM by a phone: not ours to touch.
+                pdu::Tpdu::Submit(_) => return,
+            },
+            Err(e) => {
+                warn!(modem = %self.cfg.id, error = %e, "undecodable PDU from the modem");
+                ModemEvent::Incoming {
+                    modem,
+                    pdu: Err(e.to_string()),
+                    raw: raw.into(),
+                    stored,
+                }
+            }
+        };
+        let _ = self.events.send(ev).await;
+    }
+
+    async fn handle_urcs(&mut self, s: &mut Session) -> Result<(), Lost> {
+        while let Some(u) = s.urcs.pop_front() {
+            match u {
+                Urc::NewMessage { mem, index } | Urc::StatusReportStored { mem, index } => {
+                    if s.handed_over.contains(&(mem.clone(), index))
+                        || !self.use_mem(s, &mem).await?
+                    {
+                        continue;
+                    }
+                    match s
+                        .ok(Command::new(format!("AT+CMGR={index}"))
+                            .timeout(self.cfg.timeouts.command))
+                        .await?
+                    {
+                        Ok(lines) => {
+                            if let Some(st) = parse::cmgr(&lines) {
+                                s.handed_over.insert((mem.clone(), index));
+                                let at = StoredAt {
+                                    mem: mem.clone(),
+                                    index,
+                                };
+                                self.emit_stored(&st.pdu, st.length, Some(at)).await;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(modem = %self.cfg.id, error = %e, "cannot read stored message")
+                        }
+                    }
+                    self.use_mem(s, "SM").await?;
+                }
+                Urc::Message { length, pdu } | Urc::StatusReport { length, pdu } => {
+                    self.emit_stored(&pdu, length, None).await;
+                }
+                Urc::Registration { stat } => {
+                    self.status.registration = Some(Registration::from_stat(stat));
+                    self.update_readiness();
+                }
+                Urc::SimState { state } => debug!(modem = %self.cfg.id, %state, "SIM state"),
+                Urc::Ready { line } => debug!(modem = %self.cfg.id, %line, "modem ready marker"),
+                Urc::Call { line } => {
+                    debug!(modem = %self.cfg.id, %line, "call indication ignored")
+                }
+                Urc::Noise { line } => trace!(modem = %self.cfg.id, %line, "vendor noise"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&mut self, s: &mut Session, at: &StoredAt) -> Result<Result<(), String>, Lost> {
+        if !self.use_mem(s, &at.mem).await? {
+            return Ok(Err(format!("memory {} not available", at.mem)));
+        }
+        let r = s
+            .ok(Command::new(format!("AT+CMGD={}", at.index)).timeout(self.cfg.timeouts.command))
+            .await?
+            .map(|_| ());
+        if r.is_ok() {
+            s.handed_over.remove(&(at.mem.clone(), at.index));
+        }
+        self.use_mem(s, "SM").await?;
+        Ok(r)
+    }
+
+    async fn send(
+        &mut self,
+        s: &mut Session,
+        parts: Vec<pdu::EncodedPart>,
+    ) -> (SendReport, Option<Lost>) {
+        let mut report = SendReport {
+            sent: Vec::new(),
+            failure: None,
+        };
+        if self.status.state != ModemState::Ready {
+            report.failure = Some(SendFailure {
+                class: FailureClass::Modem,
+                reason: self.not_ready(),
+            });
+            return (report, None);
+        }
+        let t = self.cfg.timeouts;
+        if parts.len() > 1 && s.cmms != Some(false) {
+            // Keep the radio link open between parts, where supported.
+            match s.ok(Command::new("AT+CMMS=2").timeout(t.command)).await {
+                Ok(r) => s.cmms = Some(r.is_ok()),
+                Err(lost) => {
+                    report.failure = Some(SendFailure {
+                        class: FailureClass::Modem,
+                        reason: lost.0.clone(),
+                    });
+                    return (report, Some(lost));
+                }
+            }
+        }
+        for part in parts {
+            let cmd = Command::send_pdu(part.cmgs_len, part.pdu)
+                .prompt_timeout(t.send_prompt)
+                .timeout(t.send_result);
+            let (outcome, lost) = match s.exec(cmd).await {
+                Ok(o) => (o, None),
+                Err((lost, o)) => (o, Some(lost)),
+            };
+            match send_result(&outcome) {
+                SendResult::Sent { mr } => {
+                    self.status.parts_sent += 1;
+                    report.sent.push(PartSent {
+                        seq: part.seq,
+                        mr,
+                        at: Utc::now(),
+                    });
+                }
+                SendResult::Failed(f) => {
+                    self.status.sends_failed += 1;
+                    self.status.last_error = Some(f.reason.clone());
+                    warn!(modem = %self.cfg.id, part = part.seq, class = ?f.class, reason = %f.reason, "send failed");
+                    report.failure = Some(f);
+                }
+            }
+            if lost.is_some() || report.failure.is_some() {
+                self.publish();
+                return (report, lost);
+            }
+        }
+        self.publish();
+        (report, None)
+    }
+}
+
+impl Lost {
+    fn end(self) -> End {
+        if self.1 {
+            End::Reset(self.0)
+        } else {
+            End::Lost(self.0)
+        }
+    }
+}
+
+fn open(cfg: &ModemConfig) -> Result<SerialStream, tokio_serial::Error> {
+    let flow = match cfg.flow_control {
+        FlowControl::None => tokio_serial::FlowControl::None,
+        FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
+        FlowControl::Software => tokio_serial::FlowControl::Software,
+    };
+    tokio_serial::new(&cfg.device, cfg.baud)
+        .flow_control(flow)
+        .timeout(Duration::from_secs(1))
+        .open_native_async()
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Masks the SIM PIN in anything that may be logged.
+pub fn redact(s: &str) -> String {
+    let upper = s.to_ascii_uppercase();
+    match upper.find("+CPIN=") {
+        Some(i) => format!("{}+CPIN=****", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn pin_never_printed() {
+        assert_eq!(redact("AT+CPIN=\"1234\""), "AT+CPIN=****");
+        assert_eq!(redact("at+cpin=1234"), "at+CPIN=****");
+        assert_eq!(redact("AT+CSQ"), "AT+CSQ");
+    }
+}
