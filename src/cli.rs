@@ -28,6 +28,72 @@ pub enum Command {
     /// Encode and decode SMS PDUs (for technicians and tests).
     #[command(subcommand)]
     Pdu(PduCommand),
+    /// Run a simulated modem on a pseudo-terminal (for tests and demos without hardware).
+    Sim(SimArgs),
+}
+
+/// `smsgw sim`: a simulated modem. While it runs, lines on standard input steer it:
+/// `incoming NUMBER TEXT`, `hang`, `unhang`, `unplug SECONDS`, `deregister`,
+/// `register`, `garbage N`, `quit`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Symlink to create at PATH pointing at the pty (a stable device path for a config).
+    #[arg(long)]
+    pub link: Option<std::path::PathBuf>,
+    /// Modem family to imitate.
+    #[arg(long, default_value = "generic", value_parser = sim_profile)]
+    pub profile: String,
+    /// Append every part that reaches the network to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
+    /// Network time per part in milliseconds: N or MIN-MAX.
+    #[arg(long, default_value = "0", value_name = "MS")]
+    pub latency_ms: String,
+    /// What happens after a part is accepted.
+    #[arg(long, default_value = "delivered", value_parser = ["delivered", "still-trying", "failed", "never"])]
+    pub report: String,
+    /// Delay before a status report, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub report_delay_ms: u64,
+    /// Probability (0-1) that a part is refused with --cms-error-code.
+    #[arg(long, default_value_t = 0.0)]
+    pub cms_error_rate: f64,
+    #[arg(long, default_value_t = 500)]
+    pub cms_error_code: u16,
+    /// NUMBER:CODE: parts to NUMBER are always refused with +CMS ERROR: CODE (repeatable).
+    #[arg(long, value_name = "NUMBER:CODE")]
+    pub fail_recipient: Vec<String>,
+    /// Probability (0-1) that the modem sends a part but never answers (ambiguous).
+    #[arg(long, default_value_t = 0.0)]
+    pub hang_after_ctrl_z_rate: f64,
+    /// Start unregistered (sends fail with +CMS ERROR: 331).
+    #[arg(long)]
+    pub deregistered: bool,
+    /// The SIM's message memory is full.
+    #[arg(long)]
+    pub sim_full: bool,
+    /// Require this SIM PIN.
+    #[arg(long)]
+    pub pin: Option<String>,
+    /// First message reference (wraps at 255).
+    #[arg(long, default_value_t = 0)]
+    pub first_mr: u8,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Name of the modem in the record.
+    #[arg(long, default_value = "sim")]
+    pub id: String,
+}
+
+fn sim_profile(s: &str) -> Result<String, String> {
+    crate::sim::profile::by_name(s)
+        .map(|p| p.name.to_string())
+        .ok_or_else(|| {
+            format!(
+                "unknown profile; known: {}",
+                crate::sim::profile::names().join(", ")
+            )
+        })
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,7 +157,110 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Pdu(PduCommand::Decode(a)) => pdu_decode(&a),
         Command::Pdu(PduCommand::Encode(a)) => pdu_encode(&a),
+        Command::Sim(a) => sim_run(a),
     }
+}
+
+/// Parses `N` or `MIN-MAX` milliseconds.
+fn latency(s: &str) -> Option<(std::time::Duration, std::time::Duration)> {
+    let ms = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .map(std::time::Duration::from_millis)
+    };
+    match s.split_once('-') {
+        Some((a, b)) => Some((ms(a)?, ms(b)?)).filter(|(a, b)| a <= b),
+        None => ms(s).map(|d| (d, d)),
+    }
+}
+
+/// Builds the simulator's configuration from the command line.
+pub fn sim_config(a: &SimArgs) -> Result<crate::sim::SimConfig, String> {
+    use crate::sim::{profile, ReportOutcome, SimConfig};
+    let mut cfg = SimConfig::new(
+        a.id.clone(),
+        profile::by_name(&a.profile).ok_or("unknown profile")?,
+    );
+    cfg.latency = latency(&a.latency_ms).ok_or("--latency-ms takes N or MIN-MAX milliseconds")?;
+    cfg.report_outcome = match a.report.as_str() {
+        "delivered" => ReportOutcome::Delivered,
+        "still-trying" => ReportOutcome::StillTryingThenDelivered,
+        "failed" => ReportOutcome::Failed,
+        _ => ReportOutcome::Never,
+    };
+    cfg.report_delay = std::time::Duration::from_millis(a.report_delay_ms);
+    if !(0.0..=1.0).contains(&a.cms_error_rate) || !(0.0..=1.0).contains(&a.hang_after_ctrl_z_rate)
+    {
+        return Err("rates are probabilities between 0 and 1".into());
+    }
+    cfg.faults.cms_error_rate = a.cms_error_rate;
+    cfg.faults.cms_error_code = a.cms_error_code;
+    cfg.faults.hang_after_ctrl_z_rate = a.hang_after_ctrl_z_rate;
+    cfg.faults.deregistered = a.deregistered;
+    cfg.faults.sim_full = a.sim_full;
+    for f in &a.fail_recipient {
+        let (n, c) = f
+            .rsplit_once(':')
+            .and_then(|(n, c)| Some((n.to_string(), c.parse().ok()?)))
+            .ok_or_else(|| format!("--fail-recipient {f:?}: expected NUMBER:CODE"))?;
+        cfg.faults.fail_recipients.push((n, c));
+    }
+    cfg.pin = a.pin.clone();
+    cfg.first_mr = a.first_mr;
+    cfg.seed = a.seed;
+    Ok(cfg)
+}
+
+fn sim_run(a: SimArgs) -> anyhow::Result<ExitCode> {
+    use crate::sim::Control;
+    use tokio::io::AsyncBufReadExt;
+    let cfg = match sim_config(&a) {
+        Ok(c) => c,
+        Err(e) => return invalid(e),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let h = crate::sim::spawn(cfg, a.link.clone(), a.record.clone()).await?;
+        println!(
+            "simulated {} modem on {} (pty {})",
+            a.profile,
+            h.path.display(),
+            h.pts.borrow().display()
+        );
+        println!("commands: incoming NUMBER TEXT | hang | unhang | unplug SECONDS | deregister | register | garbage N | quit");
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                l = lines.next_line() => {
+                    let Ok(Some(l)) = l else {
+                        // Standard input closed: keep running until interrupted.
+                        tokio::signal::ctrl_c().await?;
+                        break;
+                    };
+                    let mut w = l.trim().splitn(3, ' ');
+                    match (w.next().unwrap_or(""), w.next(), w.next()) {
+                        ("incoming", Some(n), Some(t)) => h.incoming(n, t),
+                        ("hang", ..) => h.control(Control::Hang(true)),
+                        ("unhang", ..) => h.control(Control::Hang(false)),
+                        ("unplug", Some(s), _) => h.control(Control::Unplug(std::time::Duration::from_secs_f64(s.parse().unwrap_or(1.0)))),
+                        ("deregister", ..) => h.control(Control::Registered(false)),
+                        ("register", ..) => h.control(Control::Registered(true)),
+                        ("garbage", Some(n), _) => h.control(Control::Garbage(n.parse().unwrap_or(64))),
+                        ("quit", ..) => break,
+                        ("", ..) => {}
+                        _ => eprintln!("unknown command: {l}"),
+                    }
+                }
+            }
+        }
+        h.control(Control::Stop);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn invalid(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {

@@ -111,6 +111,8 @@ pub struct Submitted {
     pub reference: Option<u16>,
     /// The modem answered the send (false when it hung after Ctrl-Z).
     pub answered: bool,
+    /// The simulated network time of this part, in microseconds.
+    pub latency_us: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -749,6 +751,7 @@ impl SimModem {
             total: concat.map_or(1, |c| c.total),
             reference: concat.map(|c| c.reference),
             answered: !hang,
+            latency_us: work.as_micros() as u64,
         });
         if hang {
             // The network has it; the answer is lost. The modem is busy meanwhile.

@@ -148,12 +148,8 @@ async fn run(
 ) {
     let mut buf = [0u8; 4096];
     loop {
-        let now = Instant::now().into_std();
-        while let Some(out) = model.poll_output(now) {
-            if write_all(&pty.master, &out).await.is_err() {
-                break;
-            }
-        }
+        // Publish what reached the network before writing the answers that
+        // acknowledge it: a client never sees a part the record lacks.
         let parts = model.drain_submitted();
         if !parts.is_empty() {
             if let Some(f) = record.as_mut() {
@@ -163,6 +159,12 @@ async fn run(
                 let _ = f.flush();
             }
             submitted.lock().expect("record lock").extend(parts);
+        }
+        let now = Instant::now().into_std();
+        while let Some(out) = model.poll_output(now) {
+            if write_all(&pty.master, &out).await.is_err() {
+                break;
+            }
         }
         let wake = model.poll_timeout().map(Instant::from_std);
         tokio::select! {

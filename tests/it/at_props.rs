@@ -59,6 +59,8 @@ proptest! {
             while e.poll_transmit().is_some() {
                 e.handle_written(now);
             }
+            // Once everything is written, a busy engine always has a deadline: never wedged.
+            prop_assert!(e.is_idle() || e.poll_timeout().is_some());
             e.handle_input(now, part);
             now += Duration::from_millis(steps[i % steps.len()]);
             if e.poll_timeout().is_some_and(|t| t <= now) {

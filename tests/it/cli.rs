@@ -162,3 +162,61 @@ fn pdu_encode_rejects_bad_input_with_exit_2() {
         assert!(err.contains(msg), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn sim_command_serves_a_pty_at_the_link() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("modem");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args([
+            "sim",
+            "--profile",
+            "simcom",
+            "--link",
+            link.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("simulated simcom modem"), "{first}");
+    let mut port = serialport::new(link.to_str().unwrap(), 115_200)
+        .timeout(std::time::Duration::from_millis(300))
+        .open()
+        .expect("open the simulated modem like a serial port");
+    port.write_all(b"ATE0\rAT+CGMI\r").unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains("SIMCOM_Ltd\r\n\r\nOK")
+        && std::time::Instant::now() < deadline
+    {
+        let mut buf = [0u8; 256];
+        if let Ok(n) = port.read(&mut buf) {
+            got.extend(&buf[..n]);
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&got).contains("SIMCOM_Ltd"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    child.stdin.as_mut().unwrap().write_all(b"quit\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!link.exists(), "the link is removed on exit");
+}
+
+#[test]
+fn sim_command_rejects_bad_options() {
+    let o = smsgw(&["sim", "--profile", "nokia"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("known: generic"));
+    let o = smsgw(&["sim", "--latency-ms", "9-1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--latency-ms"));
+}

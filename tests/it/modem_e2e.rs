@@ -361,3 +361,57 @@ async fn a_missing_device_is_disconnected_with_the_reason() {
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn chaos_every_reported_part_is_on_the_network_exactly_once() {
+    let mut cfg = SimConfig::new("sim-0", profile::by_name("zte").unwrap());
+    cfg.faults.cms_error_rate = 0.15;
+    cfg.faults.cms_error_code = 42;
+    cfg.faults.hang_after_ctrl_z_rate = 0.05;
+    cfg.noise_every = Some(Duration::from_millis(20));
+    cfg.report_outcome = ReportOutcome::Never;
+    cfg.seed = 7;
+    let r = rig(cfg, |m| m.timeouts.send_result = Duration::from_millis(800)).await;
+    wait_state(&r.modem, ModemState::Ready, Duration::from_secs(10)).await;
+    let mut reported = Vec::new();
+    let mut classes = std::collections::BTreeMap::new();
+    for i in 0..40 {
+        if i % 10 == 5 {
+            r.sim.control(Control::Garbage(3000));
+        }
+        let to = format!("+86139{i:08}");
+        let text = if i % 3 == 0 {
+            GREETING.to_string()
+        } else {
+            format!("提醒：您的预约号是 {i}")
+        };
+        let rep = r.modem.send(parts(&to, &text)).await;
+        for p in &rep.sent {
+            reported.push((to.clone(), p.mr.unwrap()));
+        }
+        if let Some(f) = rep.failure {
+            *classes.entry(format!("{:?}", f.class)).or_insert(0) += 1;
+        }
+        wait_state(&r.modem, ModemState::Ready, Duration::from_secs(10)).await;
+    }
+    let net = r.sim.submitted();
+    // Nothing reached the network twice (same recipient, part and text).
+    let mut seen = std::collections::HashSet::new();
+    for s in &net {
+        assert!(
+            seen.insert((s.to.clone(), s.part, s.text.clone())),
+            "sent twice: {s:?}"
+        );
+    }
+    // Every part reported sent is on the network, answered, with that reference.
+    for (to, mr) in &reported {
+        assert!(
+            net.iter().any(|s| &s.to == to && s.mr == *mr && s.answered),
+            "reported {to} mr {mr} not on the network"
+        );
+    }
+    // Parts on the network that were answered are exactly the reported ones.
+    assert_eq!(net.iter().filter(|s| s.answered).count(), reported.len());
+    assert!(classes.contains_key("Temporary"), "{classes:?}");
+    assert!(!reported.is_empty());
+}
