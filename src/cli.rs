@@ -72,6 +72,9 @@ pub struct SimArgs {
     /// The SIM's message memory is full.
     #[arg(long)]
     pub sim_full: bool,
+    /// Refuse routed status reports (AT+CNMI ds=1), so reports come stored (+CDSI).
+    #[arg(long)]
+    pub refuse_routed_reports: bool,
     /// Require this SIM PIN.
     #[arg(long)]
     pub pin: Option<String>,
@@ -199,6 +202,7 @@ pub fn sim_config(a: &SimArgs) -> Result<crate::sim::SimConfig, String> {
     cfg.faults.hang_after_ctrl_z_rate = a.hang_after_ctrl_z_rate;
     cfg.faults.deregistered = a.deregistered;
     cfg.faults.sim_full = a.sim_full;
+    cfg.faults.refuse_routed_reports = a.refuse_routed_reports;
     for f in &a.fail_recipient {
         let (n, c) = f
             .rsplit_once(':')

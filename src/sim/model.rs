@@ -43,6 +43,9 @@ pub struct Faults {
     pub deregistered: bool,
     /// The SIM's message memory is full: incoming messages wait at the SMSC.
     pub sim_full: bool,
+    /// Refuse `AT+CNMI` with `<ds>=1` (routed `+CDS`), as Qualcomm firmware does
+    /// although `AT+CNMI=?` lists it: reports then come stored, with `+CDSI`.
+    pub refuse_routed_reports: bool,
 }
 
 /// Configuration of one simulated modem.
@@ -536,9 +539,14 @@ impl SimModem {
                     .split(',')
                     .map(|x| x.trim().parse().unwrap_or(0))
                     .collect();
-                self.mt = f.get(1).copied().unwrap_or(0);
-                self.ds = f.get(3).copied().unwrap_or(0);
-                self.ok()
+                let ds = f.get(3).copied().unwrap_or(0);
+                if ds == 1 && self.cfg.faults.refuse_routed_reports {
+                    self.cms(303)
+                } else {
+                    self.mt = f.get(1).copied().unwrap_or(0);
+                    self.ds = ds;
+                    self.ok()
+                }
             }
             c if c.starts_with("+CPMS=") => match self.sim_error(now) {
                 Some(e) => e,

@@ -415,3 +415,75 @@ async fn chaos_every_reported_part_is_on_the_network_exactly_once() {
     assert!(classes.contains_key("Temporary"), "{classes:?}");
     assert!(!reported.is_empty());
 }
+
+#[tokio::test]
+async fn stored_reports_via_cdsi_when_routed_reports_are_refused() {
+    let mut cfg = SimConfig::new("sim-0", profile::by_name("huawei").unwrap());
+    cfg.faults.refuse_routed_reports = true;
+    let mut r = rig(cfg, |_| {}).await;
+    wait_state(&r.modem, ModemState::Ready, Duration::from_secs(10)).await;
+    let rep = r.modem.send(parts("+8613800138000", "report me")).await;
+    let mr = rep.sent[0].mr.unwrap();
+    let ev = timeout(Duration::from_secs(5), r.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let ModemEvent::StatusReport {
+        pdu: Ok(d),
+        stored: Some(at),
+        ..
+    } = ev
+    else {
+        panic!("expected a stored report, got {ev:?}")
+    };
+    // Huawei stores reports in "SR".
+    assert_eq!(at.mem, "SR");
+    let Tpdu::StatusReport(sr) = d.tpdu else {
+        panic!()
+    };
+    assert_eq!(sr.message_reference, mr);
+    assert!(sr.status.delivered);
+    r.modem.delete(at).await.unwrap();
+}
+
+#[tokio::test]
+async fn no_smsc_anywhere_is_degraded_with_the_fix_in_the_reason() {
+    let mut cfg = SimConfig::new("sim-0", profile::by_name("generic").unwrap());
+    cfg.smsc = String::new();
+    let r = rig(cfg.clone(), |_| {}).await;
+    wait_state(&r.modem, ModemState::Degraded, Duration::from_secs(10)).await;
+    assert!(r.modem.status().reason.unwrap().contains("smsc"));
+    // With smsc configured, the actor sets it on the SIM and the modem is ready.
+    let r2 = rig(cfg, |m| m.smsc = Some("+8613800100500".into())).await;
+    wait_state(&r2.modem, ModemState::Ready, Duration::from_secs(10)).await;
+    assert_eq!(r2.modem.status().smsc.as_deref(), Some("+8613800100500"));
+    assert!(r2.modem.send(parts("10086", "x")).await.failure.is_none());
+}
+
+#[tokio::test]
+async fn the_record_file_has_one_json_line_per_part() {
+    let r = rig(
+        SimConfig::new("sim-7", profile::by_name("generic").unwrap()),
+        |_| {},
+    )
+    .await;
+    wait_state(&r.modem, ModemState::Ready, Duration::from_secs(10)).await;
+    assert!(r
+        .modem
+        .send(parts("+8613800138000", GREETING))
+        .await
+        .failure
+        .is_none());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let text = std::fs::read_to_string(r._dir.path().join("record.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["modem"], "sim-7");
+    assert_eq!(lines[0]["to"], "+8613800138000");
+    assert_eq!(lines[1]["part"], 2);
+    assert_eq!(lines[1]["total"], 2);
+    assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+}
