@@ -19,6 +19,9 @@
 //! - [`sim`]: the modem simulator (a pure model of a modem with quirks and faults,
 //!   run on a real pty).
 //!
+//! - [`store`]: the outbox contract, claims with leases, parts, inbox, opt-outs on
+//!   SQLite, PostgreSQL and MySQL/MariaDB.
+//!
 //! See `docs/architecture.md` for the flow of one message and the modules still to come.
 
 pub mod at;
@@ -26,3 +29,4 @@ pub mod cli;
 pub mod modem;
 pub mod pdu;
 pub mod sim;
+pub mod store;

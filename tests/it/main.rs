@@ -8,3 +8,4 @@ mod cli;
 mod modem_e2e;
 mod pdu_props;
 mod pdu_vectors;
+mod store;

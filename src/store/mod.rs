@@ -1,0 +1,673 @@
+//! The store: the outbox (smsgw's public API: other systems INSERT rows and read
+//! the outcome back), the parts sent per message, the inbox and the opt-out list,
+//! on SQLite (embedded default), PostgreSQL or MySQL/MariaDB.
+//!
+//! One [`Store`] with a module per backend, each with its own SQL and migrations
+//! (`migrations/<backend>/`, embedded in the binary): `sqlx::Any` cannot read
+//! timestamps nor translate placeholders. Shared, pure logic lives here: the
+//! lifecycle ([`State`]), what each [`Completion`] writes ([`Transition`]), and the
+//! validation of rows written by other systems ([`contract`]).
+//!
+//! Claims take a lease: a claimed row is `sending`, held by one owner until a time.
+//! Every later write to it is guarded by "still `sending` and held by me", so a late
+//! or restarted worker cannot overwrite a row that was rescued and reclaimed.
+//! Parts acknowledged by the network are recorded unguarded: they are facts, and
+//! they must never be sent again.
+
+pub mod contract;
+mod mysql;
+mod postgres;
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::time::Duration;
+
+/// The lifecycle of an outbox row. Each state says which component moves a row out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Inserted by another system (the default). Left by a claim (-> `sending`), or by
+    /// an operator (`cancelled`).
+    Queued,
+    /// Claimed by one smsgw instance under a lease. Left when that instance completes it,
+    /// or by the rescuer when the lease expires (-> `retrying`, or `ambiguous` if a part
+    /// was on the wire).
+    Sending,
+    /// A temporary failure; claimable again at `due_at`.
+    Retrying,
+    /// Every part accepted by the network (`delivery` follows separately). Final.
+    Sent,
+    /// A permanent failure, or attempts exhausted. Final.
+    Failed,
+    /// `expires_at` passed before it could be sent. Final.
+    Expired,
+    /// Cancelled by an operator or the inserting system. Final.
+    Cancelled,
+    /// The row is invalid (recipient, body, size, times); `last_error` says why. Final.
+    Rejected,
+    /// Not sent by policy (the recipient opted out). Final.
+    Suppressed,
+    /// A part may have reached the network without confirmation. Waits for an
+    /// operator or the configured policy (release to resend the unconfirmed parts, or fail).
+    Ambiguous,
+}
+
+impl State {
+    pub const ALL: [State; 10] = [
+        State::Queued,
+        State::Sending,
+        State::Retrying,
+        State::Sent,
+        State::Failed,
+        State::Expired,
+        State::Cancelled,
+        State::Rejected,
+        State::Suppressed,
+        State::Ambiguous,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Sending => "sending",
+            State::Retrying => "retrying",
+            State::Sent => "sent",
+            State::Failed => "failed",
+            State::Expired => "expired",
+            State::Cancelled => "cancelled",
+            State::Rejected => "rejected",
+            State::Suppressed => "suppressed",
+            State::Ambiguous => "ambiguous",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// Delivery, separate from the lifecycle: what the status reports said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// No report requested, or not sent.
+    None,
+    /// Sent with a report requested; waiting.
+    Pending,
+    Delivered,
+    Failed,
+    /// Reports did not arrive in time.
+    Unknown,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::None => "none",
+            Delivery::Pending => "pending",
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+            Delivery::Unknown => "unknown",
+        }
+    }
+}
+
+/// Reads a delivery status column (unknown values read as `unknown`).
+pub(crate) fn delivery_from(s: &str) -> Delivery {
+    match s {
+        "none" => Delivery::None,
+        "pending" => Delivery::Pending,
+        "delivered" => Delivery::Delivered,
+        "failed" => Delivery::Failed,
+        _ => Delivery::Unknown,
+    }
+}
+
+/// A message to queue (the `smsgw enqueue` command and tests; other systems INSERT directly).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewMessage {
+    pub recipient: Option<String>,
+    pub body: Option<String>,
+    pub category: Option<String>,
+    pub priority: i32,
+    pub send_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub dedupe_key: Option<String>,
+    pub modem_group: Option<String>,
+    pub request_report: bool,
+    pub flash: bool,
+    pub external_ref: Option<String>,
+}
+
+impl NewMessage {
+    pub fn new(recipient: &str, body: &str) -> NewMessage {
+        NewMessage {
+            recipient: Some(recipient.into()),
+            body: Some(body.into()),
+            request_report: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// The result of [`Store::enqueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: i64,
+    /// The dedupe key was already used: no new row, `id` is the existing one.
+    pub duplicate: bool,
+}
+
+/// A claimed row: what the dispatcher needs to validate, route and send it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Claimed {
+    pub id: i64,
+    pub recipient: Option<String>,
+    pub body: Option<String>,
+    pub category: String,
+    pub priority: i32,
+    /// As written; for SQLite, text that may not parse (then the row is rejected).
+    pub send_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub modem_group: Option<String>,
+    pub request_report: bool,
+    pub flash: bool,
+    pub attempts: i32,
+    pub due_at: DateTime<Utc>,
+    pub lease_until: DateTime<Utc>,
+    /// Sequence numbers of parts already accepted by the network (never resend them).
+    pub parts_done: Vec<i32>,
+}
+
+/// A part the network accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartRecord {
+    pub seq: i32,
+    pub total: i32,
+    pub modem: String,
+    pub recipient: String,
+    pub mr: Option<u8>,
+    pub submitted_at: DateTime<Utc>,
+    /// `pending` when a report was requested, else `none`.
+    pub status: Delivery,
+}
+
+/// How a claimed row ends (or goes back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    Sent {
+        modem: String,
+        parts_total: i32,
+        report_requested: bool,
+    },
+    /// A temporary failure: claimable again at `due`; `count_attempt` false for
+    /// failures that were not this message's fault (modem problems).
+    Retry {
+        error: String,
+        due: DateTime<Utc>,
+        count_attempt: bool,
+    },
+    Failed {
+        error: String,
+    },
+    Ambiguous {
+        error: String,
+    },
+    Rejected {
+        error: String,
+    },
+    Expired,
+    Suppressed {
+        reason: String,
+    },
+    /// Back to the queue unharmed (quiet hours, no modem capacity), due at `due`.
+    Release {
+        due: DateTime<Utc>,
+    },
+}
+
+/// The columns a [`Completion`] writes: shared by every backend, so the
+/// lifecycle is defined once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub state: State,
+    pub error: Option<String>,
+    pub attempt_increment: i32,
+    pub due: Option<DateTime<Utc>>,
+    pub sent: bool,
+    pub modem: Option<String>,
+    pub parts_total: Option<i32>,
+    pub delivery: Option<Delivery>,
+}
+
+impl Completion {
+    pub fn transition(&self) -> Transition {
+        let base = |state| Transition {
+            state,
+            error: None,
+            attempt_increment: 0,
+            due: None,
+            sent: false,
+            modem: None,
+            parts_total: None,
+            delivery: None,
+        };
+        match self {
+            Completion::Sent {
+                modem,
+                parts_total,
+                report_requested,
+            } => Transition {
+                attempt_increment: 1,
+                sent: true,
+                modem: Some(modem.clone()),
+                parts_total: Some(*parts_total),
+                delivery: Some(if *report_requested {
+                    Delivery::Pending
+                } else {
+                    Delivery::None
+                }),
+                ..base(State::Sent)
+            },
+            Completion::Retry {
+                error,
+                due,
+                count_attempt,
+            } => Transition {
+                error: Some(error.clone()),
+                attempt_increment: i32::from(*count_attempt),
+                due: Some(*due),
+                ..base(State::Retrying)
+            },
+            Completion::Failed { error } => Transition {
+                error: Some(error.clone()),
+                attempt_increment: 1,
+                ..base(State::Failed)
+            },
+            Completion::Ambiguous { error } => Transition {
+                error: Some(error.clone()),
+                attempt_increment: 1,
+                ..base(State::Ambiguous)
+            },
+            Completion::Rejected { error } => Transition {
+                error: Some(error.clone()),
+                ..base(State::Rejected)
+            },
+            Completion::Expired => Transition {
+                error: Some("expired before it could be sent".into()),
+                ..base(State::Expired)
+            },
+            Completion::Suppressed { reason } => Transition {
+                error: Some(reason.clone()),
+                ..base(State::Suppressed)
+            },
+            Completion::Release { due } => Transition {
+                due: Some(*due),
+                ..base(State::Queued)
+            },
+        }
+    }
+}
+
+/// An outbox row as a caller reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub recipient: Option<String>,
+    pub category: String,
+    pub priority: i32,
+    pub state: String,
+    pub delivery: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub modem: Option<String>,
+    pub parts_total: Option<i32>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub external_ref: Option<String>,
+}
+
+/// An incoming message, reassembled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboxMessage {
+    pub modem: String,
+    pub sender: String,
+    pub body: String,
+    pub parts: i32,
+    pub received_at: DateTime<Utc>,
+    pub opt_out: bool,
+}
+
+impl InboxMessage {
+    /// Identifies the same message read twice (a restart before its deletion).
+    pub fn fingerprint(&self) -> String {
+        // FNV-1a over the identifying fields: stable across versions and platforms.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for field in [
+            self.modem.as_str(),
+            self.sender.as_str(),
+            &self.received_at.to_rfc3339(),
+            &self.body,
+        ] {
+            for b in field.bytes().chain([0xFF]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        format!("{h:016x}-{}", self.body.chars().count())
+    }
+}
+
+/// One part of a concatenated incoming message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fragment {
+    pub modem: String,
+    pub sender: String,
+    pub concat_ref: i32,
+    pub total: i32,
+    pub seq: i32,
+    pub body: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What the rescuer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rescued {
+    /// Returned to `retrying` (nothing was on the wire).
+    pub retrying: u64,
+    /// Held as `ambiguous` (a part was on the wire when the holder vanished).
+    pub ambiguous: u64,
+}
+
+/// Store errors callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database url {0:?} is not sqlite://, postgres:// or mysql://")]
+    UnknownScheme(String),
+    #[error("cannot connect to {backend} database {target}: {source}")]
+    Connect {
+        backend: &'static str,
+        target: String,
+        source: sqlx::Error,
+    },
+    #[error("migrating the {backend} database failed: {source}")]
+    Migrate {
+        backend: &'static str,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("bad timestamp {0:?} in the database")]
+    Time(String),
+}
+
+impl StoreError {
+    /// The database may come back (restart, network blip): retry with backoff.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Protocol(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The url with any password masked, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:****{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The store on one of the three backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+    Mysql(mysql::MySqlStore),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident . $m:ident ( $($a:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$m($($a),*).await,
+            Store::Postgres(s) => s.$m($($a),*).await,
+            Store::Mysql(s) => s.$m($($a),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Connects by url (`sqlite:///var/lib/smsgw/smsgw.db`, `postgres://...`, `mysql://...`).
+    pub async fn connect(url: &str) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::connect(url).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(Store::Mysql(mysql::MySqlStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnknownScheme(redact_url(url)))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+            Store::Mysql(_) => "mysql",
+        }
+    }
+
+    /// Applies the embedded migrations that have not run yet (never drops anything).
+    pub async fn migrate(&self) -> Result<()> {
+        dispatch!(self.migrate())
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self.ping())
+    }
+
+    pub async fn enqueue(&self, m: &NewMessage) -> Result<Enqueued> {
+        dispatch!(self.enqueue(m))
+    }
+
+    /// Claims up to `limit` due rows, highest priority first, then earliest due,
+    /// then oldest, leasing them to `owner` until `now + lease`.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>> {
+        let until = now
+            + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::minutes(10));
+        dispatch!(self.claim(owner, limit, until, now))
+    }
+
+    /// Marks which part is about to go on the wire (`None` after its outcome is
+    /// known). If the holder dies meanwhile, the rescuer holds the row as ambiguous.
+    /// False when `owner` no longer holds the row.
+    pub async fn set_inflight(
+        &self,
+        owner: &str,
+        id: i64,
+        seq: Option<i32>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        dispatch!(self.set_inflight(owner, id, seq, lease_until))
+    }
+
+    /// Records a part the network accepted. Unguarded: it happened whoever holds
+    /// the row now. Recording the same part twice is a no-op.
+    pub async fn record_part(&self, id: i64, part: &PartRecord) -> Result<()> {
+        dispatch!(self.record_part(id, part))
+    }
+
+    /// Completes a claimed row. False (and nothing written) when `owner` no longer holds it.
+    pub async fn complete(
+        &self,
+        owner: &str,
+        id: i64,
+        c: &Completion,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let t = c.transition();
+        dispatch!(self.complete(owner, id, &t, now))
+    }
+
+    /// Returns rows whose lease expired: to `retrying`, or `ambiguous` when a part
+    /// was on the wire.
+    pub async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Rescued> {
+        dispatch!(self.rescue_expired(now))
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<OutboxRow>> {
+        dispatch!(self.get(id))
+    }
+
+    pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
+        dispatch!(self.parts(id))
+    }
+
+    /// Rows per (state, category).
+    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
+        dispatch!(self.counts())
+    }
+
+    pub async fn add_opt_out(
+        &self,
+        recipient: &str,
+        keyword: Option<&str>,
+        source: &str,
+    ) -> Result<()> {
+        dispatch!(self.add_opt_out(recipient, keyword, source))
+    }
+
+    pub async fn is_opted_out(&self, recipient: &str) -> Result<bool> {
+        dispatch!(self.is_opted_out(recipient))
+    }
+
+    /// Stores an incoming message; false if it was already stored (same fingerprint).
+    pub async fn insert_inbox(&self, m: &InboxMessage) -> Result<bool> {
+        dispatch!(self.insert_inbox(m))
+    }
+
+    /// Keeps one part of a concatenated incoming message. When the last part
+    /// arrives, returns all parts in order and removes them.
+    pub async fn add_fragment(&self, f: &Fragment) -> Result<Option<Vec<Fragment>>> {
+        dispatch!(self.add_fragment(f))
+    }
+
+    /// Deletes everything (tests and benchmarks only).
+    pub async fn truncate_all(&self) -> Result<()> {
+        dispatch!(self.truncate_all())
+    }
+
+    /// Runs SQL as another system would (tests, and checking the integration guide's examples).
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        dispatch!(self.execute_raw(sql))
+    }
+}
+
+/// Canonical UTC time text `YYYY-MM-DD HH:MM:SS.SSS`: SQLite stores times so (text
+/// order is time order), and claimed rows carry send_at/expires_at so.
+pub(crate) fn time_text(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+/// Parses the time forms found in SQLite columns (ours, `datetime()`'s, RFC 3339).
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        for s in State::ALL {
+            assert_eq!(State::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(State::parse("bogus"), None);
+    }
+
+    #[test]
+    fn transitions() {
+        let t = Completion::Retry {
+            error: "x".into(),
+            due: Utc::now(),
+            count_attempt: false,
+        }
+        .transition();
+        assert_eq!((t.state, t.attempt_increment), (State::Retrying, 0));
+        let t = Completion::Sent {
+            modem: "m1".into(),
+            parts_total: 2,
+            report_requested: true,
+        }
+        .transition();
+        assert_eq!(
+            (t.state, t.delivery, t.sent),
+            (State::Sent, Some(Delivery::Pending), true)
+        );
+        assert_eq!(
+            Completion::Release { due: Utc::now() }.transition().state,
+            State::Queued
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:****@h/db"
+        );
+        assert_eq!(redact_url("sqlite:///x.db"), "sqlite:///x.db");
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1/test"),
+            "mysql://root@127.0.0.1/test"
+        );
+    }
+
+    #[test]
+    fn time_forms() {
+        let t = parse_time("2026-11-22 08:00:00").unwrap();
+        assert_eq!(parse_time("2026-11-22T08:00:00Z"), Some(t));
+        assert_eq!(parse_time(&time_text(t)), Some(t));
+        assert_eq!(parse_time("tomorrow"), None);
+    }
+}

@@ -1,0 +1,454 @@
+//! SQLite backend: the embedded default. WAL mode so readers (other systems
+//! polling their rows) never block the daemon; a busy timeout so a writer waits for
+//! the lock instead of failing with "database is locked"; multi-statement writes
+//! take the write lock up front (`BEGIN IMMEDIATE`), so they never deadlock.
+
+use super::{
+    parse_time, time_text, Claimed, Delivery, Enqueued, Fragment, InboxMessage, NewMessage,
+    OutboxRow, PartRecord, Rescued, Result, StoreError, Transition,
+};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+    match row.try_get::<Option<String>, _>(col)? {
+        None => Ok(None),
+        Some(s) => parse_time(&s).map(Some).ok_or(StoreError::Time(s)),
+    }
+}
+
+fn time_req(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>> {
+    time(row, col)?.ok_or_else(|| StoreError::Time(format!("{col} is NULL")))
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<SqliteStore> {
+        let err = |source| StoreError::Connect {
+            backend: "sqlite",
+            target: url.to_string(),
+            source,
+        };
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(15))
+            .foreign_keys(true);
+        if let Some(dir) = opts
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| err(sqlx::Error::Io(e)))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                backend: "sqlite",
+                source,
+            })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn enqueue(&self, m: &NewMessage) -> Result<Enqueued> {
+        let r = sqlx::query(
+            "INSERT INTO outbox (recipient, body, category, priority, send_at, expires_at, dedupe_key, modem_group,
+                                 request_report, flash, external_ref)
+             VALUES (?, ?, COALESCE(?, 'notice'), ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&m.recipient)
+        .bind(&m.body)
+        .bind(&m.category)
+        .bind(m.priority)
+        .bind(m.send_at.map(time_text))
+        .bind(m.expires_at.map(time_text))
+        .bind(&m.dedupe_key)
+        .bind(&m.modem_group)
+        .bind(m.request_report)
+        .bind(m.flash)
+        .bind(&m.external_ref)
+        .fetch_one(&self.pool)
+        .await;
+        match r {
+            Ok(row) => Ok(Enqueued {
+                id: row.try_get(0)?,
+                duplicate: false,
+            }),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let id = sqlx::query_scalar("SELECT id FROM outbox WHERE dedupe_key = ?")
+                    .bind(&m.dedupe_key)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(Enqueued {
+                    id,
+                    duplicate: true,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn claim(
+        &self,
+        owner: &str,
+        limit: u32,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>> {
+        // One statement: SQLite has a single writer, so the subquery and the update
+        // see the same rows and no other claimer can interleave.
+        let rows = sqlx::query(
+            "UPDATE outbox SET state = 'sending', lease_owner = ?1, lease_until = ?2, updated_at = ?3
+             WHERE id IN (SELECT id FROM outbox WHERE state IN ('queued', 'retrying') AND due_at <= ?3
+                          ORDER BY priority DESC, due_at, id LIMIT ?4)
+             RETURNING id, recipient, body, category, priority, send_at, expires_at, modem_group,
+                       request_report, flash, attempts, due_at, lease_until",
+        )
+        .bind(owner)
+        .bind(time_text(until))
+        .bind(time_text(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(Claimed {
+                id: r.try_get("id")?,
+                recipient: r.try_get("recipient")?,
+                body: r.try_get("body")?,
+                category: r.try_get("category")?,
+                priority: r.try_get("priority")?,
+                send_at: r.try_get("send_at")?,
+                expires_at: r.try_get("expires_at")?,
+                modem_group: r.try_get("modem_group")?,
+                request_report: r.try_get("request_report")?,
+                flash: r.try_get("flash")?,
+                attempts: r.try_get("attempts")?,
+                due_at: time_req(r, "due_at")?,
+                lease_until: time_req(r, "lease_until")?,
+                parts_done: Vec::new(),
+            });
+        }
+        out.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.due_at.cmp(&b.due_at))
+                .then(a.id.cmp(&b.id))
+        });
+        if !out.is_empty() {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT outbox_id, seq FROM outbox_parts WHERE outbox_id IN (",
+            );
+            let mut sep = q.separated(", ");
+            for c in &out {
+                sep.push_bind(c.id);
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&self.pool).await? {
+                let (id, seq): (i64, i32) = (r.try_get(0)?, r.try_get(1)?);
+                if let Some(c) = out.iter_mut().find(|c| c.id == id) {
+                    c.parts_done.push(seq);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn set_inflight(
+        &self,
+        owner: &str,
+        id: i64,
+        seq: Option<i32>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE outbox SET inflight_part = ?, lease_until = ? WHERE id = ? AND state = 'sending' AND lease_owner = ?",
+        )
+        .bind(seq)
+        .bind(time_text(until))
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn record_part(&self, id: i64, p: &PartRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO outbox_parts (outbox_id, seq, total, modem, recipient, mr, submitted_at, status)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (outbox_id, seq) DO NOTHING",
+        )
+        .bind(id)
+        .bind(p.seq)
+        .bind(p.total)
+        .bind(&p.modem)
+        .bind(&p.recipient)
+        .bind(p.mr.map(i32::from))
+        .bind(time_text(p.submitted_at))
+        .bind(p.status.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn complete(
+        &self,
+        owner: &str,
+        id: i64,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE outbox SET state = ?1, last_error = COALESCE(?2, last_error), attempts = attempts + ?3,
+                    due_at = COALESCE(?4, due_at), sent_at = CASE WHEN ?5 THEN ?6 ELSE sent_at END,
+                    modem = COALESCE(?7, modem), parts_total = COALESCE(?8, parts_total),
+                    delivery = COALESCE(?9, delivery),
+                    lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = ?6
+             WHERE id = ?10 AND state = 'sending' AND lease_owner = ?11",
+        )
+        .bind(t.state.as_str())
+        .bind(&t.error)
+        .bind(t.attempt_increment)
+        .bind(t.due.map(time_text))
+        .bind(t.sent)
+        .bind(time_text(now))
+        .bind(&t.modem)
+        .bind(t.parts_total)
+        .bind(t.delivery.map(Delivery::as_str))
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Rescued> {
+        let now = time_text(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ambiguous = sqlx::query(
+            "UPDATE outbox SET state = 'ambiguous',
+                    last_error = 'lease expired while part ' || inflight_part || ' was being sent: it may have reached the network',
+                    lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = ?1
+             WHERE state = 'sending' AND lease_until < ?1 AND inflight_part IS NOT NULL",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let retrying = sqlx::query(
+            "UPDATE outbox SET state = 'retrying', last_error = 'lease expired: the sender stopped; retried',
+                    due_at = ?1, lease_owner = NULL, lease_until = NULL, updated_at = ?1
+             WHERE state = 'sending' AND lease_until < ?1",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Rescued {
+            retrying,
+            ambiguous,
+        })
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<OutboxRow>> {
+        let Some(r) = sqlx::query(
+            "SELECT id, recipient, category, priority, state, delivery, attempts, last_error, modem, parts_total,
+                    sent_at, lease_owner, external_ref FROM outbox WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(OutboxRow {
+            id: r.try_get("id")?,
+            recipient: r.try_get("recipient")?,
+            category: r.try_get("category")?,
+            priority: r.try_get("priority")?,
+            state: r.try_get("state")?,
+            delivery: r.try_get("delivery")?,
+            attempts: r.try_get("attempts")?,
+            last_error: r.try_get("last_error")?,
+            modem: r.try_get("modem")?,
+            parts_total: r.try_get("parts_total")?,
+            sent_at: time(&r, "sent_at")?,
+            lease_owner: r.try_get("lease_owner")?,
+            external_ref: r.try_get("external_ref")?,
+        }))
+    }
+
+    pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, total, modem, recipient, mr, submitted_at, status FROM outbox_parts
+             WHERE outbox_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PartRecord {
+                    seq: r.try_get("seq")?,
+                    total: r.try_get("total")?,
+                    modem: r.try_get("modem")?,
+                    recipient: r.try_get("recipient")?,
+                    mr: r.try_get::<Option<i32>, _>("mr")?.map(|m| m as u8),
+                    submitted_at: time_req(r, "submitted_at")?,
+                    status: super::delivery_from(&r.try_get::<String, _>("status")?),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT state, category, COUNT(*) FROM outbox GROUP BY state, category ORDER BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    pub async fn add_opt_out(
+        &self,
+        recipient: &str,
+        keyword: Option<&str>,
+        source: &str,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO opt_outs (recipient, keyword, source) VALUES (?, ?, ?) ON CONFLICT (recipient) DO NOTHING")
+            .bind(recipient)
+            .bind(keyword)
+            .bind(source)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn is_opted_out(&self, recipient: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM opt_outs WHERE recipient = ?")
+            .bind(recipient)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    pub async fn insert_inbox(&self, m: &InboxMessage) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO inbox (modem, sender, body, parts, received_at, opt_out, fingerprint)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
+        )
+        .bind(&m.modem)
+        .bind(&m.sender)
+        .bind(&m.body)
+        .bind(m.parts)
+        .bind(time_text(m.received_at))
+        .bind(m.opt_out)
+        .bind(m.fingerprint())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn add_fragment(&self, f: &Fragment) -> Result<Option<Vec<Fragment>>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO inbox_fragments (modem, sender, concat_ref, total, seq, body, received_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&f.modem)
+        .bind(&f.sender)
+        .bind(f.concat_ref)
+        .bind(f.total)
+        .bind(f.seq)
+        .bind(&f.body)
+        .bind(time_text(f.received_at))
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT seq, body, received_at FROM inbox_fragments
+             WHERE modem = ? AND sender = ? AND concat_ref = ? AND total = ? ORDER BY seq",
+        )
+        .bind(&f.modem)
+        .bind(&f.sender)
+        .bind(f.concat_ref)
+        .bind(f.total)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.len() < f.total as usize {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM inbox_fragments WHERE modem = ? AND sender = ? AND concat_ref = ? AND total = ?")
+            .bind(&f.modem)
+            .bind(&f.sender)
+            .bind(f.concat_ref)
+            .bind(f.total)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Fragment {
+                    seq: r.try_get("seq")?,
+                    body: r.try_get("body")?,
+                    received_at: time_req(r, "received_at")?,
+                    ..f.clone()
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        Ok(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    pub async fn truncate_all(&self) -> Result<()> {
+        for t in [
+            "outbox_parts",
+            "outbox",
+            "inbox",
+            "inbox_fragments",
+            "opt_outs",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
