@@ -30,6 +30,57 @@ pub enum Command {
     Pdu(PduCommand),
     /// Run a simulated modem on a pseudo-terminal (for tests and demos without hardware).
     Sim(SimArgs),
+    /// Check the configuration (file plus SMSGW_* environment); --print shows the
+    /// effective values with secrets masked.
+    CheckConfig {
+        #[arg(long, short, env = "SMSGW_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        #[arg(long)]
+        print: bool,
+    },
+    /// Create or upgrade the database schema (never drops anything).
+    Migrate {
+        #[arg(long, short, env = "SMSGW_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// Database url (overrides [database] url).
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Queue a message from the shell (technicians test with it).
+    Enqueue(EnqueueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    #[arg(long, short, env = "SMSGW_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Database url (overrides [database] url).
+    #[arg(long)]
+    pub database: Option<String>,
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub text: String,
+    /// greeting, reminder, notice, marketing... (drives quiet hours and opt-out).
+    #[arg(long, default_value = "notice")]
+    pub category: String,
+    #[arg(long, default_value_t = 0)]
+    pub priority: i32,
+    /// Not before this UTC time (RFC 3339 or "YYYY-MM-DD HH:MM:SS").
+    #[arg(long)]
+    pub send_at: Option<String>,
+    /// Give up after this UTC time.
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    #[arg(long)]
+    pub dedupe_key: Option<String>,
+    #[arg(long)]
+    pub modem_group: Option<String>,
+    /// Do not request a delivery report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[arg(long)]
+    pub flash: bool,
 }
 
 /// `smsgw sim`: a simulated modem. While it runs, lines on standard input steer it:
@@ -161,7 +212,118 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pdu(PduCommand::Decode(a)) => pdu_decode(&a),
         Command::Pdu(PduCommand::Encode(a)) => pdu_encode(&a),
         Command::Sim(a) => sim_run(a),
+        Command::CheckConfig { config, print } => check_config(config.as_deref(), print),
+        Command::Migrate { config, database } => migrate(config.as_deref(), database),
+        Command::Enqueue(a) => enqueue(a),
     }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, ExitCode> {
+    crate::config::Config::load(path).map_err(|e| {
+        eprintln!("smsgw: {e}");
+        ExitCode::from(EXIT_INVALID_INPUT)
+    })
+}
+
+fn check_config(path: Option<&std::path::Path>, print: bool) -> anyhow::Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if print {
+        println!("{}", cfg.to_toml_masked());
+    } else {
+        println!(
+            "config ok: database {}, {} modem(s)",
+            crate::store::redact_url(&cfg.database.url),
+            cfg.modems.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn open_store(url: &str, migrate: bool) -> anyhow::Result<crate::store::Store> {
+    let store = crate::store::Store::connect(url).await?;
+    if migrate {
+        store.migrate().await?;
+    }
+    Ok(store)
+}
+
+fn migrate(path: Option<&std::path::Path>, database: Option<String>) -> anyhow::Result<ExitCode> {
+    let url = match database {
+        Some(u) => u,
+        None => match load_config(path) {
+            Ok(c) => c.database.url,
+            Err(code) => return Ok(code),
+        },
+    };
+    runtime()?.block_on(async {
+        let store = open_store(&url, true).await?;
+        println!(
+            "database {} ({}) is up to date",
+            crate::store::redact_url(&url),
+            store.backend()
+        );
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn utc(arg: &str, v: &Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => crate::store::parse_time(s).map(Some).ok_or_else(|| {
+            format!("--{arg} {s:?}: expected an RFC 3339 or \"YYYY-MM-DD HH:MM:SS\" UTC time")
+        }),
+    }
+}
+
+fn enqueue(a: EnqueueArgs) -> anyhow::Result<ExitCode> {
+    let (url, migrate_db) = match &a.database {
+        Some(u) => (u.clone(), true),
+        None => match load_config(a.config.as_deref()) {
+            Ok(c) => (c.database.url, c.database.migrate),
+            Err(code) => return Ok(code),
+        },
+    };
+    let recipient = crate::store::contract::normalise_recipient(&a.to);
+    if let Err(e) = crate::pdu::Address::parse_number("to", &recipient) {
+        return invalid(e);
+    }
+    let (send_at, expires_at) = match (utc("send-at", &a.send_at), utc("expires-at", &a.expires_at))
+    {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(e), _) | (_, Err(e)) => return invalid(e),
+    };
+    let m = crate::store::NewMessage {
+        recipient: Some(recipient),
+        body: Some(a.text.clone()),
+        category: Some(a.category.clone()),
+        priority: a.priority,
+        send_at,
+        expires_at,
+        dedupe_key: a.dedupe_key.clone(),
+        modem_group: a.modem_group.clone(),
+        request_report: !a.no_report,
+        flash: a.flash,
+        external_ref: None,
+    };
+    runtime()?.block_on(async {
+        let store = open_store(&url, migrate_db).await?;
+        let r = store.enqueue(&m).await?;
+        if r.duplicate {
+            println!("{} (already queued with this dedupe key)", r.id);
+        } else {
+            println!("{}", r.id);
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Parses `N` or `MIN-MAX` milliseconds.

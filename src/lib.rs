@@ -12,6 +12,7 @@
 //!   SMS-SUBMIT encoding with splitting, DELIVER/SUBMIT/STATUS-REPORT decoding.
 //! - [`at`]: the sans-IO AT core: framer, final results, URC registry, command
 //!   engine with deadlines and resynchronisation, reply parsers, send classification.
+//! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
 //! - [`cli`]: the `smsgw` command line (argument types and the codec commands).
 //!
 //! - [`modem`]: the I/O shell: one actor per serial port (tokio-serial) owning an
@@ -26,6 +27,7 @@
 
 pub mod at;
 pub mod cli;
+pub mod config;
 pub mod modem;
 pub mod pdu;
 pub mod sim;

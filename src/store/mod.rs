@@ -583,6 +583,15 @@ impl Store {
         dispatch!(self.truncate_all())
     }
 
+    /// A stream of "something was inserted" wake-ups, on PostgreSQL (LISTEN on the
+    /// insert trigger's channel). `None` on backends without notifications: poll.
+    pub async fn listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
+        match self {
+            Store::Postgres(s) => Ok(Some(s.listener().await?)),
+            _ => Ok(None),
+        }
+    }
+
     /// Runs SQL as another system would (tests, and checking the integration guide's examples).
     pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
         dispatch!(self.execute_raw(sql))

@@ -5,6 +5,7 @@ mod at_engine;
 mod at_parse;
 mod at_props;
 mod cli;
+mod config;
 mod modem_e2e;
 mod pdu_props;
 mod pdu_vectors;

@@ -20,6 +20,8 @@ enum Backend {
 /// A fresh database; dropped (server databases) when the test ends.
 struct Fresh {
     store: Store,
+    /// The server database's name (PostgreSQL and MariaDB).
+    db: Option<String>,
     _dir: Option<tempfile::TempDir>,
     drop_sql: Option<(String, String)>,
 }
@@ -64,11 +66,11 @@ fn unreachable(what: &str, e: impl std::fmt::Display) -> Option<Fresh> {
 }
 
 async fn fresh(b: Backend) -> Option<Fresh> {
-    let (store, dir, drop_sql) = match b {
+    let (store, dir, drop_sql, db) = match b {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}/smsgw.db", dir.path().display());
-            (Store::connect(&url).await.unwrap(), Some(dir), None)
+            (Store::connect(&url).await.unwrap(), Some(dir), None, None)
         }
         Backend::Postgres => {
             let admin = std::env::var("SMSGW_TEST_PG_URL")
@@ -83,11 +85,8 @@ async fn fresh(b: Backend) -> Option<Fresh> {
                 .unwrap();
             let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
             let s = Store::connect(&url).await.unwrap();
-            (
-                s,
-                None,
-                Some((admin, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))),
-            )
+            let drop = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
+            (s, None, Some((admin, drop)), Some(db))
         }
         Backend::Mysql => {
             let admin = std::env::var("SMSGW_TEST_MYSQL_URL")
@@ -102,16 +101,14 @@ async fn fresh(b: Backend) -> Option<Fresh> {
                 .unwrap();
             let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
             let s = Store::connect(&url).await.unwrap();
-            (
-                s,
-                None,
-                Some((admin, format!("DROP DATABASE IF EXISTS {db}"))),
-            )
+            let drop = format!("DROP DATABASE IF EXISTS {db}");
+            (s, None, Some((admin, drop)), Some(db))
         }
     };
     store.migrate().await.unwrap();
     Some(Fresh {
         store,
+        db,
         _dir: dir,
         drop_sql,
     })
@@ -594,4 +591,126 @@ fn unknown_url_scheme_is_a_clear_error() {
         "{e}"
     );
     assert!(!e.to_string().contains("pw"), "password leaked: {e}");
+}
+
+/// Extra checks that only make sense on one backend.
+mod specific {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_insert_by_another_system_notifies_at_once() {
+        let Some(f) = fresh(Backend::Postgres).await else {
+            return;
+        };
+        let mut l = f.store.listener().await.unwrap().expect("postgres listens");
+        let started = std::time::Instant::now();
+        f.store
+            .execute_raw("INSERT INTO outbox (recipient, body) VALUES ('10086', 'wake up')")
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), l.recv())
+            .await
+            .expect("no notification")
+            .unwrap();
+        assert_eq!(n.channel(), "smsgw_outbox");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // A bulk insert is one notification, not one per row.
+        f.store
+            .execute_raw("INSERT INTO outbox (recipient, body) SELECT '10086', 'bulk' FROM generate_series(1, 500)")
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), l.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), l.recv())
+                .await
+                .is_err(),
+            "one notification per statement"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_connections_killed_by_a_restart_are_replaced() {
+        let Some(f) = fresh(Backend::Postgres).await else {
+            return;
+        };
+        f.store.enqueue(&msg("10086", "before")).await.unwrap();
+        // What a server restart does to our connections.
+        let admin = Store::connect(
+            &std::env::var("SMSGW_TEST_PG_URL")
+                .unwrap_or("postgres://postgres@127.0.0.1:5432/test".into()),
+        )
+        .await
+        .unwrap();
+        // Only this test's database: other tests run in parallel.
+        let db = f.db.clone().unwrap();
+        let killed = admin
+            .execute_raw(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+            ))
+            .await
+            .unwrap();
+        assert!(killed >= 1, "no connection was terminated");
+        // The pool notices dead connections and opens new ones; at most one call fails.
+        let mut ok = false;
+        for _ in 0..3 {
+            if f.store.enqueue(&msg("10086", "after")).await.is_ok() {
+                ok = true;
+                break;
+            }
+        }
+        assert!(ok, "the store did not reconnect");
+        let total: i64 = f.store.counts().await.unwrap().iter().map(|c| c.2).sum();
+        assert_eq!(total, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_never_locked_while_another_connection_inserts() {
+        let Some(f) = fresh(Backend::Sqlite).await else {
+            return;
+        };
+        let url = format!(
+            "sqlite://{}/smsgw.db",
+            f._dir.as_ref().unwrap().path().display()
+        );
+        // "Another process": its own pool on the same file, inserting as fast as it can.
+        let other = Store::connect(&url).await.unwrap();
+        let writer = tokio::spawn(async move {
+            for i in 0..400 {
+                other
+                    .execute_raw(&format!(
+                        "INSERT INTO outbox (recipient, body) VALUES ('10086', 'ext {i}')"
+                    ))
+                    .await
+                    .expect("the other writer was locked out");
+            }
+        });
+        let mut claimed = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while claimed < 400 && std::time::Instant::now() < deadline {
+            let now = Utc::now() + CDuration::seconds(1);
+            let c = f
+                .store
+                .claim("d", 16, LEASE, now)
+                .await
+                .expect("claim locked out");
+            for row in &c {
+                let done = Completion::Sent {
+                    modem: "m1".into(),
+                    parts_total: 1,
+                    report_requested: false,
+                };
+                assert!(f
+                    .store
+                    .complete("d", row.id, &done, now)
+                    .await
+                    .expect("complete locked out"));
+            }
+            claimed += c.len();
+        }
+        writer.await.unwrap();
+        assert_eq!(claimed, 400);
+    }
 }

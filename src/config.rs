@@ -1,0 +1,445 @@
+//! Configuration: a TOML file plus `SMSGW_*` environment overrides, through the
+//! config crate; [`Config::validate`] turns nonsense into clear messages.
+//!
+//! Pitfalls avoided (all reproduced in ../shared/design/DEPENDENCIES.md): nested keys
+//! need the `__` separator (`SMSGW_DATABASE__URL`), values are never guessed into
+//! numbers (a SIM PIN or SMSC `0046...` keeps its leading zeros), and keys are
+//! snake_case because environment names are lowercased. Unknown keys are errors
+//! (a typo must not silently do nothing). `smsgw check-config --print` shows the
+//! effective configuration with secrets masked.
+
+use crate::modem::{FlowControl, ModemConfig, Secret};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// The default config file.
+pub const DEFAULT_PATH: &str = "/etc/smsgw/smsgw.toml";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: Database,
+    #[serde(rename = "modem")]
+    pub modems: Vec<Modem>,
+    pub status: Status,
+    pub limits: Limits,
+    pub quiet_hours: QuietHours,
+    pub sending: Sending,
+    pub opt_out: OptOut,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    /// `sqlite:///var/lib/smsgw/smsgw.db`, `postgres://...` or `mysql://...`.
+    pub url: String,
+    /// Apply pending migrations at start-up.
+    pub migrate: bool,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: "sqlite:///var/lib/smsgw/smsgw.db".into(),
+            migrate: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Modem {
+    pub id: String,
+    /// A serial device (`/dev/serial/by-id/...`), or `sim:PROFILE` for a simulated
+    /// modem started by the daemon itself (demos and tests).
+    pub device: String,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    #[serde(default)]
+    pub flow_control: FlowControl,
+    /// SIM PIN, kept a string (leading zeros). Never logged.
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// SMSC to set on the modem; else the SIM's is used.
+    #[serde(default)]
+    pub smsc: Option<String>,
+    /// Force a vendor (`huawei`, `zte`, `simcom`, `quectel`, `wavecom`, `cinterion`, `generic`).
+    #[serde(default)]
+    pub vendor: Option<String>,
+    /// Rows with this `modem_group` may use this modem (and rows without a group, any modem).
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub init: Vec<String>,
+    #[serde(default)]
+    pub reset_command: Option<String>,
+    /// Per-modem limits overriding `[limits]`.
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Status {
+    pub socket: String,
+    /// Group owning the socket (mode 0660).
+    pub group: Option<String>,
+    /// Peers in this group (or root) may send control requests.
+    pub admin_group: Option<String>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            socket: "/run/smsgw/status.sock".into(),
+            group: None,
+            admin_group: None,
+        }
+    }
+}
+
+/// Rate limits; 0 means unlimited. Off until configured: a fresh install must
+/// not silently run slower than its modems.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub per_minute: u32,
+    pub per_hour: u32,
+    pub per_day: u32,
+    pub per_recipient_per_day: u32,
+    /// All modems together, per minute.
+    pub global_per_minute: u32,
+}
+
+/// Quiet hours per category, in `timezone`: `category = "HH:MM-HH:MM"`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct QuietHours {
+    pub timezone: String,
+    #[serde(flatten)]
+    pub windows: BTreeMap<String, String>,
+}
+
+impl Default for QuietHours {
+    fn default() -> Self {
+        QuietHours {
+            timezone: "Asia/Shanghai".into(),
+            windows: BTreeMap::from([
+                ("greeting".to_string(), "21:00-08:00".to_string()),
+                ("marketing".to_string(), "21:00-08:00".to_string()),
+            ]),
+        }
+    }
+}
+
+/// What to do with a message whose send may have reached the network.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AmbiguousPolicy {
+    /// Hold it (state `ambiguous`) for an operator: never a duplicate by our fault.
+    #[default]
+    Hold,
+    /// Resend the unconfirmed parts (a duplicate is possible).
+    Resend,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sending {
+    pub max_parts: usize,
+    pub max_attempts: u32,
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    pub ambiguous: AmbiguousPolicy,
+    /// Relative validity period requested from the SMSC, in minutes (0: network default).
+    pub validity_minutes: u32,
+    /// Delivery becomes `unknown` when reports do not arrive within this many hours.
+    pub report_timeout_hours: u32,
+    pub lease_secs: u64,
+    pub poll_secs: u64,
+}
+
+impl Default for Sending {
+    fn default() -> Self {
+        Sending {
+            max_parts: 10,
+            max_attempts: 5,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+            ambiguous: AmbiguousPolicy::Hold,
+            validity_minutes: 24 * 60,
+            report_timeout_hours: 48,
+            lease_secs: 600,
+            poll_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptOut {
+    /// Replies that opt the sender out (case and width insensitive).
+    pub keywords: Vec<String>,
+    /// Categories still sent to opted-out recipients.
+    pub exempt_categories: Vec<String>,
+}
+
+impl Default for OptOut {
+    fn default() -> Self {
+        OptOut {
+            keywords: ["T", "TD", "退订", "STOP", "UNSUBSCRIBE"]
+                .map(String::from)
+                .to_vec(),
+            exempt_categories: ["reminder", "notice"].map(String::from).to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `journald` (no timestamps, systemd adds them), `text` or `json`.
+    pub format: String,
+    pub level: String,
+    /// Log message bodies at debug level.
+    pub bodies: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: "journald".into(),
+            level: "info".into(),
+            bodies: false,
+        }
+    }
+}
+
+/// A configuration that cannot work, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path` (if it exists, or if it was named explicitly) and the
+    /// environment overrides, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut b = config::Config::builder();
+        let file = path.unwrap_or(Path::new(DEFAULT_PATH));
+        if path.is_some() || file.exists() {
+            if !file.exists() {
+                return Err(ConfigError::Load {
+                    path: file.display().to_string(),
+                    message: "no such file".into(),
+                });
+            }
+            b = b.add_source(config::File::from(file).format(config::FileFormat::Toml));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("SMSGW")
+                .prefix_separator("_")
+                .separator("__"),
+        );
+        let raw = b.build().map_err(|e| ConfigError::Load {
+            path: file.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let cfg: Config = raw.try_deserialize().map_err(|e| ConfigError::Load {
+            path: file.display().to_string(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let url = &self.database.url;
+        if ![
+            "sqlite:",
+            "postgres://",
+            "postgresql://",
+            "mysql://",
+            "mariadb://",
+        ]
+        .iter()
+        .any(|p| url.starts_with(p))
+        {
+            return bad(format!(
+                "[database] url {:?} must start with sqlite://, postgres:// or mysql://",
+                crate::store::redact_url(url)
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, m) in self.modems.iter().enumerate() {
+            let at = format!("[[modem]] #{} (id {:?})", i + 1, m.id);
+            if m.id.is_empty()
+                || !m
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return bad(format!("{at}: id must be letters, digits, - or _"));
+            }
+            if !ids.insert(&m.id) {
+                return bad(format!("{at}: id is used twice"));
+            }
+            if m.device.is_empty() {
+                return bad(format!("{at}: device is empty"));
+            }
+            if let Some(profile) = m.device.strip_prefix("sim:") {
+                if crate::sim::profile::by_name(profile).is_none() {
+                    return bad(format!(
+                        "{at}: device {:?}: unknown simulator profile (known: {})",
+                        m.device,
+                        crate::sim::profile::names().join(", ")
+                    ));
+                }
+            }
+            if ![
+                1200, 2400, 4800, 9600, 19200, 38400, 57600, 115_200, 230_400, 460_800, 921_600,
+            ]
+            .contains(&m.baud)
+            {
+                return bad(format!("{at}: baud {} is not a standard rate", m.baud));
+            }
+            if let Some(pin) = &m.pin {
+                if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+                    return bad(format!("{at}: pin must be 4 to 8 digits"));
+                }
+            }
+            if let Some(smsc) = &m.smsc {
+                if crate::pdu::Address::parse_number("smsc", smsc).is_err() {
+                    return bad(format!("{at}: smsc {smsc:?} must be + and digits"));
+                }
+            }
+            if let Some(v) = &m.vendor {
+                if crate::modem::vendor::by_name(v).is_none() {
+                    return bad(format!("{at}: unknown vendor {v:?}"));
+                }
+            }
+        }
+        if self.quiet_hours.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return bad(format!(
+                "[quiet_hours] timezone {:?} is not an IANA zone such as \"Asia/Shanghai\"",
+                self.quiet_hours.timezone
+            ));
+        }
+        for (cat, w) in &self.quiet_hours.windows {
+            if parse_window(w).is_none() {
+                return bad(format!(
+                    "[quiet_hours] {cat} = {w:?}: expected \"HH:MM-HH:MM\""
+                ));
+            }
+        }
+        let s = &self.sending;
+        if !(1..=255).contains(&s.max_parts) {
+            return bad("[sending] max_parts must be 1 to 255".into());
+        }
+        if s.max_attempts == 0 {
+            return bad("[sending] max_attempts must be at least 1".into());
+        }
+        if s.retry_base_secs == 0 || s.retry_max_secs < s.retry_base_secs {
+            return bad("[sending] retry_base_secs must be > 0 and <= retry_max_secs".into());
+        }
+        if s.lease_secs < 60 {
+            return bad(
+                "[sending] lease_secs must be at least 60 (a send can take minutes)".into(),
+            );
+        }
+        if s.poll_secs == 0 {
+            return bad("[sending] poll_secs must be at least 1".into());
+        }
+        if !["journald", "text", "json"].contains(&self.log.format.as_str()) {
+            return bad(format!(
+                "[log] format {:?}: use journald, text or json",
+                self.log.format
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_toml_masked(&self) -> String {
+        let mut c = self.clone();
+        for m in &mut c.modems {
+            if m.pin.is_some() {
+                m.pin = Some("****".into());
+            }
+        }
+        c.database.url = crate::store::redact_url(&c.database.url);
+        toml_string(&c)
+    }
+
+    /// The modem actor's configuration for a `[[modem]]` section.
+    pub fn modem_config(&self, m: &Modem) -> ModemConfig {
+        let mut mc = ModemConfig::new(m.id.clone(), m.device.clone());
+        mc.baud = m.baud;
+        mc.flow_control = m.flow_control;
+        mc.pin = m.pin.clone().map(Secret);
+        mc.smsc = m.smsc.clone();
+        mc.vendor = m.vendor.clone();
+        mc.init = m.init.clone();
+        mc.reset_command = m.reset_command.clone();
+        mc
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.sending.poll_secs)
+    }
+}
+
+/// `"21:00-08:00"` -> minutes after midnight (start, end).
+pub fn parse_window(w: &str) -> Option<(u32, u32)> {
+    let (a, b) = w.split_once('-')?;
+    let hm = |s: &str| {
+        let (h, m) = s.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    Some((hm(a)?, hm(b)?))
+}
+
+fn toml_string(c: &Config) -> String {
+    // serde -> config's TOML writer is not exposed; JSON-to-TOML by hand would be
+    // another dependency. Pretty JSON is as readable and exact.
+    serde_json::to_string_pretty(c).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(
+            Config::default().quiet_hours.windows["greeting"],
+            "21:00-08:00"
+        );
+        assert_eq!(
+            Config::default().limits.per_minute,
+            0,
+            "limits are off until configured"
+        );
+    }
+
+    #[test]
+    fn windows() {
+        assert_eq!(parse_window("21:00-08:00"), Some((1260, 480)));
+        assert_eq!(parse_window("25:00-08:00"), None);
+        assert_eq!(parse_window("9-5"), None);
+    }
+}

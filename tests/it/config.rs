@@ -1,0 +1,153 @@
+//! Configuration through the binary (so environment overrides do not leak between
+//! tests): file + SMSGW_* overrides, the pitfalls DEPENDENCIES.md lists, clear errors.
+
+use std::process::{Command, Output};
+
+fn smsgw(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_smsgw"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.env_remove("SMSGW_CONFIG");
+    c.output().unwrap()
+}
+
+fn write(dir: &tempfile::TempDir, text: &str) -> String {
+    let p = dir.path().join("smsgw.toml");
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+const GOOD: &str = r#"
+[database]
+url = "sqlite:///tmp/never-opened.db"
+
+[[modem]]
+id = "m1"
+device = "/dev/serial/by-id/usb-HUAWEI_Mobile-if00-port0"
+pin = "0012"
+smsc = "+8613800100500"
+
+[limits]
+per_minute = 6
+
+[quiet_hours]
+timezone = "Asia/Shanghai"
+greeting = "21:00-08:00"
+"#;
+
+#[test]
+fn env_overrides_nested_keys_and_keeps_strings_as_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, GOOD);
+    let o = smsgw(
+        &["check-config", "--config", &path, "--print"],
+        &[
+            ("SMSGW_DATABASE__URL", "postgres://smsgw:secret@db/smsgw"),
+            ("SMSGW_LIMITS__PER_HOUR", "100"),
+            ("SMSGW_STATUS__GROUP", "0042"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["database"]["url"], "postgres://smsgw:****@db/smsgw",
+        "password masked"
+    );
+    assert_eq!(v["limits"]["per_minute"], 6);
+    assert_eq!(v["limits"]["per_hour"], 100);
+    assert_eq!(v["status"]["group"], "0042", "leading zeros survive");
+    assert_eq!(v["modem"][0]["pin"], "****", "the PIN is never printed");
+    assert_eq!(v["quiet_hours"]["greeting"], "21:00-08:00");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("0012"));
+}
+
+#[test]
+fn mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[database]\nurl = \"oracle://x\"\n",
+            "must start with sqlite://",
+        ),
+        ("[databse]\nurl = \"sqlite://x.db\"\n", "databse"),
+        (
+            "[[modem]]\nid = \"m1\"\ndevice = \"/dev/ttyUSB0\"\nbaud = 115201\n",
+            "baud 115201",
+        ),
+        (
+            "[[modem]]\nid = \"m1\"\ndevice = \"/dev/ttyUSB0\"\npin = \"12ab\"\n",
+            "pin must be 4 to 8 digits",
+        ),
+        (
+            "[[modem]]\nid = \"m1\"\ndevice = \"sim:nokia\"\n",
+            "unknown simulator profile",
+        ),
+        (
+            "[[modem]]\nid = \"a\"\ndevice = \"x\"\n[[modem]]\nid = \"a\"\ndevice = \"y\"\n",
+            "used twice",
+        ),
+        ("[quiet_hours]\ntimezone = \"Mars/Olympus\"\n", "IANA zone"),
+        ("[quiet_hours]\ngreeting = \"9pm-8am\"\n", "HH:MM-HH:MM"),
+        ("[sending]\nmax_parts = 0\n", "max_parts"),
+    ];
+    for (text, needle) in cases {
+        let path = write(&dir, text);
+        let o = smsgw(&["check-config", "--config", &path], &[]);
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{text:?}: {err}");
+    }
+    let o = smsgw(
+        &["check-config", "--config", "/nonexistent/smsgw.toml"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such file"));
+}
+
+#[test]
+fn migrate_and_enqueue_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/state/smsgw.db", dir.path().display());
+    let o = smsgw(&["migrate", "--database", &url], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("up to date"));
+    let args = |key: &str| {
+        vec![
+            "enqueue".to_string(),
+            "--database".into(),
+            url.clone(),
+            "--to".into(),
+            "+86 138 0013 8000".into(),
+            "--text".into(),
+            "您的预约时间是明天上午九点".into(),
+            "--category".into(),
+            "reminder".into(),
+            "--dedupe-key".into(),
+            key.into(),
+        ]
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        smsgw(&a, &[])
+    };
+    let first = run(args("appt-1"));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let id = String::from_utf8_lossy(&first.stdout).trim().to_string();
+    assert!(id.parse::<i64>().is_ok(), "{id}");
+    let again = run(args("appt-1"));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already queued"));
+    let mut bad = args("appt-2");
+    bad[4] = "call me".into();
+    let o = run(bad);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only digits"));
+    let mut bad = args("appt-3");
+    bad.extend(["--send-at".into(), "tomorrow".into()]);
+    assert_eq!(run(bad).status.code(), Some(2));
+}
