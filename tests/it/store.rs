@@ -714,3 +714,72 @@ mod specific {
         assert_eq!(claimed, 400);
     }
 }
+
+/// The SQL in docs/integration.md, executed on the backend it is written for.
+mod documented_sql {
+    use super::*;
+
+    /// The first ```sql block after `heading`, split into statements; statements
+    /// with placeholders or on tables of the caller's own (`customers`) are skipped.
+    fn statements(heading: &str) -> Vec<String> {
+        let doc = include_str!("../../docs/integration.md");
+        let at = doc
+            .find(heading)
+            .unwrap_or_else(|| panic!("no heading {heading}"));
+        let block = doc[at..]
+            .split("```sql")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        block
+            .split(';')
+            .map(str::trim)
+            .filter(|s| {
+                !s.is_empty() && !s.contains("$1") && !s.contains('?') && !s.contains("customers")
+            })
+            .map(String::from)
+            .collect()
+    }
+
+    async fn run(b: Backend, heading: &str) {
+        let Some(f) = fresh(b).await else { return };
+        let stmts = statements(heading);
+        assert!(stmts.len() >= 2, "{heading}: {stmts:?}");
+        for sql in &stmts {
+            f.store
+                .execute_raw(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{heading}: {sql}\n{e}"));
+        }
+        let n: i64 = f.store.counts().await.unwrap().iter().map(|c| c.2).sum();
+        assert_eq!(n, 1, "{heading}: the example inserts one row");
+        // And smsgw can claim what the example inserted (once it is due).
+        let c = f
+            .store
+            .claim("t", 5, LEASE, Utc::now() + CDuration::hours(2))
+            .await
+            .unwrap();
+        assert_eq!(c.len(), 1);
+        assert!(matches!(
+            contract::check(&c[0], 10, Utc::now()),
+            Verdict::Send { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        run(Backend::Sqlite, "### SQLite").await
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        run(Backend::Postgres, "### PostgreSQL").await
+    }
+
+    #[tokio::test]
+    async fn mysql() {
+        run(Backend::Mysql, "### MySQL 8 / MariaDB").await
+    }
+}
