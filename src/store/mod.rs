@@ -371,6 +371,37 @@ pub struct Fragment {
     pub received_at: DateTime<Utc>,
 }
 
+/// A delivery report to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportUpdate {
+    pub modem: String,
+    pub mr: u8,
+    pub recipient: String,
+    /// Only parts submitted after this are candidates (the matching window).
+    pub since: DateTime<Utc>,
+    pub tp_status: u8,
+    /// `pending` for "still trying", `delivered` or `failed` when final.
+    pub status: Delivery,
+    pub report_at: DateTime<Utc>,
+    pub discharge_at: DateTime<Utc>,
+}
+
+/// Whether two numbers are the same subscriber: equal digits, or one the national
+/// form of the other (`+8613800138000` and `13800138000`): the last 8+ digits agree.
+pub fn same_number(a: &str, b: &str) -> bool {
+    let da: String = a.chars().filter(char::is_ascii_digit).collect();
+    let db: String = b.chars().filter(char::is_ascii_digit).collect();
+    if da == db {
+        return true;
+    }
+    let (short, long) = if da.len() <= db.len() {
+        (&da, &db)
+    } else {
+        (&db, &da)
+    };
+    short.len() >= 8 && long.ends_with(short.trim_start_matches('0'))
+}
+
 /// What the rescuer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rescued {
@@ -583,6 +614,48 @@ impl Store {
         dispatch!(self.truncate_all())
     }
 
+    /// Records a delivery report: finds the part sent by `modem` with reference `mr`
+    /// to `recipient` since `since` (references wrap at 255, so the newest match in the
+    /// window wins; national and international forms of a number match), updates it,
+    /// and recomputes the message's delivery. Returns the message id, if matched.
+    pub async fn apply_report(&self, r: &ReportUpdate) -> Result<Option<i64>> {
+        let candidates = dispatch!(self.report_candidates(&r.modem, r.mr, r.since))?;
+        let Some((id, seq)) = candidates
+            .into_iter()
+            .find(|(_, _, to)| same_number(to, &r.recipient))
+            .map(|(id, seq, _)| (id, seq))
+        else {
+            return Ok(None);
+        };
+        dispatch!(self.update_part(id, seq, r))?;
+        let statuses = dispatch!(self.part_statuses(id))?;
+        let delivery = if statuses.iter().any(|s| *s == Delivery::Failed) {
+            Delivery::Failed
+        } else if !statuses.is_empty() && statuses.iter().all(|s| *s == Delivery::Delivered) {
+            Delivery::Delivered
+        } else {
+            Delivery::Pending
+        };
+        let at = (delivery == Delivery::Delivered).then_some(r.discharge_at);
+        dispatch!(self.set_delivery(id, delivery, at))?;
+        Ok(Some(id))
+    }
+
+    /// Parts sent per modem since `since` (daily limits survive restarts).
+    pub async fn parts_sent_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+        dispatch!(self.parts_sent_since(since))
+    }
+
+    /// Messages sent to `recipient` since `since` (the per-recipient daily limit).
+    pub async fn recipient_sent_since(&self, recipient: &str, since: DateTime<Utc>) -> Result<i64> {
+        dispatch!(self.recipient_sent_since(recipient, since))
+    }
+
+    /// Messages whose reports did not arrive before `sent_before`: delivery `unknown`.
+    pub async fn expire_pending_delivery(&self, sent_before: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self.expire_pending_delivery(sent_before))
+    }
+
     /// A stream of "something was inserted" wake-ups, on PostgreSQL (LISTEN on the
     /// insert trigger's channel). `None` on backends without notifications: poll.
     pub async fn listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
@@ -657,6 +730,15 @@ mod tests {
             Completion::Release { due: Utc::now() }.transition().state,
             State::Queued
         );
+    }
+
+    #[test]
+    fn numbers_match_across_national_and_international_forms() {
+        assert!(same_number("+8613800138000", "13800138000"));
+        assert!(same_number("+4915259911630", "015259911630"));
+        assert!(same_number("10086", "10086"));
+        assert!(!same_number("10086", "110086"));
+        assert!(!same_number("+8613800138000", "+8613800138001"));
     }
 
     #[test]

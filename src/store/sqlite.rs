@@ -430,6 +430,107 @@ impl SqliteStore {
             .map(Some)
     }
 
+    pub async fn report_candidates(
+        &self,
+        modem: &str,
+        mr: u8,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(i64, i32, String)>> {
+        let rows = sqlx::query(
+            "SELECT outbox_id, seq, recipient FROM outbox_parts
+             WHERE modem = ? AND mr = ? AND submitted_at >= ? ORDER BY submitted_at DESC, id DESC",
+        )
+        .bind(modem)
+        .bind(i32::from(mr))
+        .bind(time_text(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    pub async fn update_part(&self, id: i64, seq: i32, u: &super::ReportUpdate) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox_parts SET status = ?, tp_status = ?, report_at = ?, discharge_at = ?
+             WHERE outbox_id = ? AND seq = ?",
+        )
+        .bind(u.status.as_str())
+        .bind(i32::from(u.tp_status))
+        .bind(time_text(u.report_at))
+        .bind(time_text(u.discharge_at))
+        .bind(id)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn part_statuses(&self, id: i64) -> Result<Vec<Delivery>> {
+        let rows = sqlx::query("SELECT status FROM outbox_parts WHERE outbox_id = ?")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(super::delivery_from(&r.try_get::<String, _>(0)?)))
+            .collect()
+    }
+
+    pub async fn set_delivery(
+        &self,
+        id: i64,
+        d: Delivery,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET delivery = ?, delivered_at = COALESCE(?, delivered_at) WHERE id = ?",
+        )
+        .bind(d.as_str())
+        .bind(at.map(time_text))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn parts_sent_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT modem, COUNT(*) FROM outbox_parts WHERE submitted_at >= ? GROUP BY modem",
+        )
+        .bind(time_text(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    pub async fn recipient_sent_since(&self, recipient: &str, since: DateTime<Utc>) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE recipient = ? AND sent_at >= ?")
+                .bind(recipient)
+                .bind(time_text(since))
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn expire_pending_delivery(&self, before: DateTime<Utc>) -> Result<u64> {
+        sqlx::query(
+            "UPDATE outbox_parts SET status = 'unknown' WHERE status = 'pending' AND submitted_at < ?",
+        )
+        .bind(time_text(before))
+        .execute(&self.pool)
+        .await?;
+        Ok(sqlx::query(
+            "UPDATE outbox SET delivery = 'unknown' WHERE delivery = 'pending' AND sent_at < ?",
+        )
+        .bind(time_text(before))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
         Ok(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
             .execute(&self.pool)

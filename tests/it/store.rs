@@ -548,6 +548,129 @@ async fn concurrent_claimers_never_share_a_row(s: &Store) {
     assert_eq!(unique.len(), 300, "no row claimed twice");
 }
 
+async fn delivery_reports_match_parts_and_roll_up(s: &Store) {
+    use smsgw::store::ReportUpdate;
+    let t0 = Utc::now() - CDuration::hours(3);
+    // An old message with MR 255 (three hours ago), then a two-part one whose second
+    // part got MR 255 again after the counter wrapped.
+    let old = s.enqueue(&msg("+8613800138000", "old")).await.unwrap().id;
+    let new = s.enqueue(&msg("+8613800138000", "new")).await.unwrap().id;
+    let part = |seq, mr, at| PartRecord {
+        seq,
+        total: if seq == 0 { 1 } else { 2 },
+        modem: "m1".into(),
+        recipient: "+8613800138000".into(),
+        mr: Some(mr),
+        submitted_at: at,
+        status: Delivery::Pending,
+    };
+    s.record_part(
+        old,
+        &PartRecord {
+            seq: 1,
+            total: 1,
+            ..part(1, 255, t0)
+        },
+    )
+    .await
+    .unwrap();
+    let now = Utc::now();
+    s.record_part(new, &part(1, 254, now)).await.unwrap();
+    s.record_part(new, &part(2, 255, now)).await.unwrap();
+    for id in [old, new] {
+        s.claim("a", 5, LEASE, now + CDuration::seconds(1))
+            .await
+            .unwrap();
+        let sent = Completion::Sent {
+            modem: "m1".into(),
+            parts_total: 2,
+            report_requested: true,
+        };
+        s.complete("a", id, &sent, now).await.unwrap();
+    }
+    let report = |mr, to: &str, st: u8, status| ReportUpdate {
+        modem: "m1".into(),
+        mr,
+        recipient: to.into(),
+        since: now - CDuration::hours(1),
+        tp_status: st,
+        status,
+        report_at: Utc::now(),
+        discharge_at: Utc::now(),
+    };
+    // The national form of the number matches; the window excludes the old message.
+    assert_eq!(
+        s.apply_report(&report(255, "13800138000", 0x30, Delivery::Pending))
+            .await
+            .unwrap(),
+        Some(new)
+    );
+    assert_eq!(
+        s.get(new).await.unwrap().unwrap().delivery,
+        "pending",
+        "still trying is not final"
+    );
+    assert_eq!(
+        s.apply_report(&report(255, "13800138000", 0x00, Delivery::Delivered))
+            .await
+            .unwrap(),
+        Some(new)
+    );
+    assert_eq!(
+        s.get(new).await.unwrap().unwrap().delivery,
+        "pending",
+        "one part of two delivered"
+    );
+    // A report for another number with the same MR matches nothing.
+    assert_eq!(
+        s.apply_report(&report(254, "+8613999999999", 0x00, Delivery::Delivered))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.apply_report(&report(254, "+8613800138000", 0x00, Delivery::Delivered))
+            .await
+            .unwrap(),
+        Some(new)
+    );
+    assert_eq!(s.get(new).await.unwrap().unwrap().delivery, "delivered");
+    let parts = s.parts(new).await.unwrap();
+    assert!(parts.iter().all(|p| p.status == Delivery::Delivered));
+    assert_eq!(s.get(old).await.unwrap().unwrap().delivery, "pending");
+    // Counts for limits, from the database.
+    let sent = s
+        .parts_sent_since(now - CDuration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(sent, vec![("m1".to_string(), 2)]);
+    assert_eq!(
+        s.recipient_sent_since("+8613800138000", now - CDuration::minutes(1))
+            .await
+            .unwrap(),
+        2
+    );
+    // The old message never got a report: unknown after the timeout.
+    assert_eq!(
+        s.expire_pending_delivery(now - CDuration::minutes(1))
+            .await
+            .unwrap(),
+        0,
+        "sent_at is now for both"
+    );
+    s.execute_raw(&format!(
+        "UPDATE outbox SET sent_at = created_at WHERE id = {old}"
+    ))
+    .await
+    .unwrap();
+    let n = s
+        .expire_pending_delivery(Utc::now() + CDuration::seconds(1))
+        .await
+        .unwrap();
+    assert!(n >= 1);
+    assert_eq!(s.get(old).await.unwrap().unwrap().delivery, "unknown");
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -574,6 +697,7 @@ conformance!(
     opt_outs_and_inbox,
     fragments_reassemble_across_restarts,
     concurrent_claimers_never_share_a_row,
+    delivery_reports_match_parts_and_roll_up,
 );
 
 #[test]
