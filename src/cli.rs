@@ -30,6 +30,11 @@ pub enum Command {
     Pdu(PduCommand),
     /// Run a simulated modem on a pseudo-terminal (for tests and demos without hardware).
     Sim(SimArgs),
+    /// Run the daemon: send what the outbox holds, record reports and incoming messages.
+    Run {
+        #[arg(long, short, env = "SMSGW_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
     /// Check the configuration (file plus SMSGW_* environment); --print shows the
     /// effective values with secrets masked.
     CheckConfig {
@@ -212,6 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pdu(PduCommand::Decode(a)) => pdu_decode(&a),
         Command::Pdu(PduCommand::Encode(a)) => pdu_encode(&a),
         Command::Sim(a) => sim_run(a),
+        Command::Run { config } => run_daemon(config.as_deref()),
         Command::CheckConfig { config, print } => check_config(config.as_deref(), print),
         Command::Migrate { config, database } => migrate(config.as_deref(), database),
         Command::Enqueue(a) => enqueue(a),
@@ -222,6 +228,43 @@ fn load_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, 
     crate::config::Config::load(path).map_err(|e| {
         eprintln!("smsgw: {e}");
         ExitCode::from(EXIT_INVALID_INPUT)
+    })
+}
+
+/// Logs for journald by default: no timestamps (journald adds them), no colours.
+pub fn init_logging(cfg: &crate::config::Log) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SMSGW_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("smsgw={}", cfg.level)));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = match cfg.format.as_str() {
+        "text" => b.try_init(),
+        "json" => b.json().try_init(),
+        _ => b.without_time().with_ansi(false).try_init(),
+    };
+}
+
+fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    init_logging(&cfg.log);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let daemon = crate::daemon::Daemon::start(cfg, None).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        daemon.shutdown().await;
+        anyhow::Ok(ExitCode::SUCCESS)
     })
 }
 

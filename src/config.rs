@@ -299,10 +299,10 @@ impl Config {
             if m.device.is_empty() {
                 return bad(format!("{at}: device is empty"));
             }
-            if let Some(profile) = m.device.strip_prefix("sim:") {
-                if crate::sim::profile::by_name(profile).is_none() {
+            if let Some(spec) = m.device.strip_prefix("sim:") {
+                if crate::daemon::sim_config(&m.id, spec).is_err() {
                     return bad(format!(
-                        "{at}: device {:?}: unknown simulator profile (known: {})",
+                        "{at}: device {:?}: expected sim:PROFILE[:MIN-MAX] with a known simulator profile ({})",
                         m.device,
                         crate::sim::profile::names().join(", ")
                     ));

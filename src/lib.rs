@@ -12,6 +12,9 @@
 //!   SMS-SUBMIT encoding with splitting, DELIVER/SUBMIT/STATUS-REPORT decoding.
 //! - [`at`]: the sans-IO AT core: framer, final results, URC registry, command
 //!   engine with deadlines and resynchronisation, reply parsers, send classification.
+//! - [`daemon`]: wiring of store, modems and dispatcher; ordered stop.
+//! - [`dispatch`]: pure policy (quiet hours, limits, backoff, routing, opt-out) and the
+//!   loop that applies it, delivery reports and incoming messages.
 //! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
 //! - [`cli`]: the `smsgw` command line (argument types and the codec commands).
 //!
@@ -28,6 +31,7 @@
 pub mod at;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dispatch;
 pub mod modem;
 pub mod pdu;

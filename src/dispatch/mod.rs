@@ -3,3 +3,4 @@
 //! lives in [`run`].
 
 pub mod policy;
+pub mod run;

@@ -3,7 +3,7 @@
 //! gets a message, and whether a reply is an opt-out. Tested with an injected clock.
 
 use crate::at::classify::{FailureClass, SendFailure};
-use crate::config::{parse_window, AmbiguousPolicy, Limits};
+use crate::config::{parse_window, AmbiguousPolicy, Limits, Sending};
 use crate::store::Completion;
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -100,14 +100,13 @@ pub fn retry_delay(attempts: u32, base_secs: u64, max_secs: u64, seed: u64) -> D
 pub fn failure_completion(
     f: &SendFailure,
     attempts_before: i32,
-    max_attempts: u32,
-    ambiguous: AmbiguousPolicy,
-    base_secs: u64,
-    max_secs: u64,
+    sending: &Sending,
     now: DateTime<Utc>,
     seed: u64,
 ) -> Completion {
     let attempts_after = attempts_before as u32 + 1;
+    let (max_attempts, ambiguous) = (sending.max_attempts, sending.ambiguous);
+    let (base_secs, max_secs) = (sending.retry_base_secs, sending.retry_max_secs);
     match f.class {
         FailureClass::Permanent => Completion::Failed {
             error: f.reason.clone(),
@@ -408,8 +407,16 @@ mod tests {
             class,
             reason: "r".into(),
         };
-        let c =
-            |class, attempts, pol| failure_completion(&f(class), attempts, 3, pol, 30, 600, now, 1);
+        let c = |class, attempts, pol| {
+            let sending = Sending {
+                max_attempts: 3,
+                ambiguous: pol,
+                retry_base_secs: 30,
+                retry_max_secs: 600,
+                ..Sending::default()
+            };
+            failure_completion(&f(class), attempts, &sending, now, 1)
+        };
         assert!(matches!(
             c(FailureClass::Permanent, 0, AmbiguousPolicy::Hold),
             Completion::Failed { .. }

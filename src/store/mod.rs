@@ -594,8 +594,13 @@ impl Store {
         dispatch!(self.add_opt_out(recipient, keyword, source))
     }
 
+    /// Whether `recipient` opted out, in any of its forms (`+8613...` and `13...`).
     pub async fn is_opted_out(&self, recipient: &str) -> Result<bool> {
-        dispatch!(self.is_opted_out(recipient))
+        let digits: String = recipient.chars().filter(char::is_ascii_digit).collect();
+        let tail = &digits[digits.len().saturating_sub(8)..];
+        let pattern = format!("%{tail}");
+        let found: Vec<String> = dispatch!(self.opt_outs_like(&pattern))?;
+        Ok(found.iter().any(|r| same_number(r, recipient)))
     }
 
     /// Stores an incoming message; false if it was already stored (same fingerprint).
@@ -629,7 +634,7 @@ impl Store {
         };
         dispatch!(self.update_part(id, seq, r))?;
         let statuses = dispatch!(self.part_statuses(id))?;
-        let delivery = if statuses.iter().any(|s| *s == Delivery::Failed) {
+        let delivery = if statuses.contains(&Delivery::Failed) {
             Delivery::Failed
         } else if !statuses.is_empty() && statuses.iter().all(|s| *s == Delivery::Delivered) {
             Delivery::Delivered

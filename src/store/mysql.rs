@@ -357,12 +357,13 @@ impl MySqlStore {
         Ok(())
     }
 
-    pub async fn is_opted_out(&self, recipient: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM opt_outs WHERE recipient = ?")
-            .bind(recipient)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+    pub async fn opt_outs_like(&self, pattern: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT recipient FROM opt_outs WHERE recipient LIKE ?")
+                .bind(pattern)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn insert_inbox(&self, m: &InboxMessage) -> Result<bool> {

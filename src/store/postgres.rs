@@ -333,12 +333,13 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn is_opted_out(&self, recipient: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM opt_outs WHERE recipient = $1")
-            .bind(recipient)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+    pub async fn opt_outs_like(&self, pattern: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT recipient FROM opt_outs WHERE recipient LIKE $1")
+                .bind(pattern)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn insert_inbox(&self, m: &InboxMessage) -> Result<bool> {

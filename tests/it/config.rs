@@ -82,7 +82,7 @@ fn mistakes_are_named() {
         ),
         (
             "[[modem]]\nid = \"m1\"\ndevice = \"sim:nokia\"\n",
-            "unknown simulator profile",
+            "known simulator profile",
         ),
         (
             "[[modem]]\nid = \"a\"\ndevice = \"x\"\n[[modem]]\nid = \"a\"\ndevice = \"y\"\n",

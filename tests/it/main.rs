@@ -6,6 +6,7 @@ mod at_parse;
 mod at_props;
 mod cli;
 mod config;
+mod daemon_e2e;
 mod modem_e2e;
 mod pdu_props;
 mod pdu_vectors;

@@ -475,6 +475,11 @@ async fn opt_outs_and_inbox(s: &Store) {
         .await
         .unwrap();
     assert!(s.is_opted_out("+8613900000000").await.unwrap());
+    assert!(
+        s.is_opted_out("13900000000").await.unwrap(),
+        "the national form is the same subscriber"
+    );
+    assert!(!s.is_opted_out("13900000001").await.unwrap());
     let m = InboxMessage {
         modem: "m1".into(),
         sender: "+8613900000000".into(),

@@ -1,0 +1,602 @@
+//! The dispatcher loop: claims due rows, applies [`super::policy`], hands each
+//! message to one modem, records outcomes; and turns modem events (delivery
+//! reports, incoming messages) into database rows.
+//!
+//! Wake-ups are hints (a PostgreSQL notification, a finished send); a jittered poll
+//! guarantees progress. When nothing is due the loop sleeps: no busy loops.
+
+use super::policy::{self, Candidate, QuietHours, RateWindow};
+use crate::config::{Config, Limits};
+use crate::modem::{ModemEvent, ModemHandle, ModemState, SendReport, StoredAt};
+use crate::pdu::{self, Body, ConcatRef, SubmitOptions, Tpdu};
+use crate::store::contract::{self, Verdict};
+use crate::store::{
+    Claimed, Completion, Delivery, Fragment, InboxMessage, PartRecord, ReportUpdate, Store,
+};
+use chrono::{DateTime, Duration as CDuration, Utc};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// One modem as the dispatcher tracks it.
+pub struct Slot {
+    pub handle: ModemHandle,
+    pub group: Option<String>,
+    pub limits: Limits,
+    pub window: RateWindow,
+    pub busy: bool,
+    pub concat_ref: u16,
+}
+
+/// A send that finished.
+struct Done {
+    claimed: Claimed,
+    modem: String,
+    recipient: String,
+    total: i32,
+    report: SendReport,
+}
+
+/// The dispatcher's state.
+pub struct Dispatcher {
+    pub cfg: Config,
+    pub store: Store,
+    /// This instance's name in leases (several instances may share a database).
+    pub owner: String,
+    pub slots: HashMap<String, Slot>,
+    quiet: QuietHours,
+    global: RateWindow,
+    seed: u64,
+}
+
+impl Dispatcher {
+    pub async fn new(
+        cfg: Config,
+        store: Store,
+        owner: String,
+        modems: Vec<(crate::config::Modem, ModemHandle)>,
+    ) -> crate::store::Result<Dispatcher> {
+        let quiet = QuietHours::from_config(&cfg.quiet_hours).expect("validated config");
+        let now = Utc::now();
+        let day_start = quiet.day_start(now);
+        let sent: HashMap<String, i64> = store
+            .parts_sent_since(day_start)
+            .await?
+            .into_iter()
+            .collect();
+        let slots = modems
+            .into_iter()
+            .map(|(m, handle)| {
+                let today = sent.get(&m.id).copied().unwrap_or(0) as u32;
+                let slot = Slot {
+                    handle,
+                    group: m.group.clone(),
+                    limits: m.limits.unwrap_or(cfg.limits),
+                    window: RateWindow::seeded(today, day_start),
+                    busy: false,
+                    concat_ref: (now.timestamp_subsec_micros() % 65_536) as u16,
+                };
+                (m.id, slot)
+            })
+            .collect();
+        let total_today: i64 = sent.values().sum();
+        Ok(Dispatcher {
+            global: RateWindow::seeded(total_today as u32, day_start),
+            quiet,
+            slots,
+            cfg,
+            store,
+            owner,
+            seed: now.timestamp_micros() as u64,
+        })
+    }
+
+    /// Runs until `stop` turns true; then finishes the sends in flight and returns.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<ModemEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
+        let mut listener = match self.store.listener().await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "no insert notifications; polling only");
+                None
+            }
+        };
+        let poll = self.cfg.poll_interval();
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
+        let mut in_flight = 0usize;
+        let mut db_backoff = Duration::from_millis(500);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            match self.dispatch_due(&done_tx, &mut in_flight).await {
+                Ok(()) => db_backoff = Duration::from_millis(500),
+                Err(e) => {
+                    warn!(error = %e, "database unavailable; retrying");
+                    tokio::time::sleep(db_backoff).await;
+                    db_backoff = (db_backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            }
+            // Jitter so that several instances do not poll in lockstep.
+            self.seed = self
+                .seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let jitter = Duration::from_millis((self.seed >> 40) % 250);
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep(poll + jitter) => {}
+                _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending().await } } => {}
+                Some(d) = done_rx.recv() => { in_flight -= 1; self.finish(d).await; }
+                Some(ev) = events.recv() => self.on_event(ev).await,
+                _ = housekeeping.tick() => self.housekeeping().await,
+            }
+        }
+        // Graceful stop: no new claims; the parts in flight finish and are recorded.
+        info!(in_flight, "stopping: finishing sends in flight");
+        while in_flight > 0 {
+            match tokio::time::timeout(Duration::from_secs(180), done_rx.recv()).await {
+                Ok(Some(d)) => {
+                    in_flight -= 1;
+                    self.finish(d).await;
+                }
+                _ => break,
+            }
+        }
+        while let Ok(ev) = events.try_recv() {
+            self.on_event(ev).await;
+        }
+    }
+
+    async fn housekeeping(&mut self) {
+        let now = Utc::now();
+        match self.store.rescue_expired(now).await {
+            Ok(r) if r.retrying + r.ambiguous > 0 => {
+                warn!(
+                    retrying = r.retrying,
+                    ambiguous = r.ambiguous,
+                    "rescued rows whose lease expired"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "lease rescue failed"),
+        }
+        let cutoff = now - CDuration::hours(i64::from(self.cfg.sending.report_timeout_hours));
+        if let Err(e) = self.store.expire_pending_delivery(cutoff).await {
+            warn!(error = %e, "delivery timeout update failed");
+        }
+    }
+
+    fn free_modems(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|s| !s.busy && s.handle.status().state == ModemState::Ready)
+            .count()
+    }
+
+    async fn dispatch_due(
+        &mut self,
+        done: &mpsc::Sender<Done>,
+        in_flight: &mut usize,
+    ) -> crate::store::Result<()> {
+        let free = self.free_modems();
+        if free == 0 {
+            return Ok(());
+        }
+        let lease = Duration::from_secs(self.cfg.sending.lease_secs);
+        let claimed = self
+            .store
+            .claim(&self.owner, free as u32, lease, Utc::now())
+            .await?;
+        for c in claimed {
+            self.dispatch_one(c, done, in_flight).await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(&self, id: i64, c: Completion) -> crate::store::Result<()> {
+        if !self.store.complete(&self.owner, id, &c, Utc::now()).await? {
+            warn!(
+                id,
+                "row was taken from us (lease expired); outcome not written"
+            );
+        }
+        Ok(())
+    }
+
+    async fn dispatch_one(
+        &mut self,
+        c: Claimed,
+        done: &mpsc::Sender<Done>,
+        in_flight: &mut usize,
+    ) -> crate::store::Result<()> {
+        let now = Utc::now();
+        let s = &self.cfg.sending;
+        let (recipient, body) = match contract::check(&c, s.max_parts, now) {
+            Verdict::Send { recipient, body } => (recipient, body),
+            Verdict::Reject(error) => {
+                info!(id = c.id, %error, "rejected");
+                return self.complete(c.id, Completion::Rejected { error }).await;
+            }
+            Verdict::Expire => {
+                info!(id = c.id, "expired");
+                return self.complete(c.id, Completion::Expired).await;
+            }
+        };
+        if let Some(due) = self.quiet.held_until(&c.category, now) {
+            debug!(id = c.id, category = %c.category, %due, "quiet hours");
+            return self.complete(c.id, Completion::Release { due }).await;
+        }
+        if !self.cfg.opt_out.exempt_categories.contains(&c.category)
+            && self.store.is_opted_out(&recipient).await?
+        {
+            return self
+                .complete(
+                    c.id,
+                    Completion::Suppressed {
+                        reason: "recipient opted out".into(),
+                    },
+                )
+                .await;
+        }
+        let per_recipient = self.cfg.limits.per_recipient_per_day;
+        if per_recipient > 0 {
+            let sent = self
+                .store
+                .recipient_sent_since(&recipient, self.quiet.day_start(now))
+                .await?;
+            if sent >= i64::from(per_recipient) {
+                let due = self.quiet.next_day(now);
+                debug!(id = c.id, %due, "per-recipient daily limit");
+                return self.complete(c.id, Completion::Release { due }).await;
+            }
+        }
+        let wanted_ref = ConcatRef::Ref8(0);
+        let opts = SubmitOptions {
+            smsc: None,
+            request_report: c.request_report,
+            validity_minutes: (s.validity_minutes > 0).then_some(s.validity_minutes),
+            flash: c.flash,
+            concat_ref: wanted_ref,
+            max_parts: s.max_parts,
+            encoding: pdu::Encoding::Auto,
+        };
+        let total = match pdu::plan(&body, opts.encoding, false, s.max_parts) {
+            Ok(p) => p.parts.len(),
+            Err(e) => {
+                return self
+                    .complete(
+                        c.id,
+                        Completion::Rejected {
+                            error: e.to_string(),
+                        },
+                    )
+                    .await
+            }
+        };
+        let remaining = (total - c.parts_done.len().min(total)) as u32;
+        // Route: a ready, idle modem in the row's group whose limits allow it now.
+        let day_start = self.quiet.day_start(now);
+        let next_day = self.quiet.next_day(now);
+        let mut earliest = now + CDuration::seconds(2);
+        let global_limits = Limits {
+            per_minute: self.cfg.limits.global_per_minute,
+            ..Limits::default()
+        };
+        if let Err(at) = self
+            .global
+            .check(&global_limits, remaining, now, day_start, next_day)
+        {
+            return self.complete(c.id, Completion::Release { due: at }).await;
+        }
+        let mut candidates = Vec::new();
+        for (id, slot) in self.slots.iter_mut() {
+            let allowed = match slot
+                .window
+                .check(&slot.limits, remaining, now, day_start, next_day)
+            {
+                Ok(()) => true,
+                Err(at) => {
+                    earliest = earliest.max(at).min(at.max(now + CDuration::seconds(2)));
+                    false
+                }
+            };
+            candidates.push(Candidate {
+                id: id.clone(),
+                ready: slot.handle.status().state == ModemState::Ready,
+                busy: slot.busy,
+                group: slot.group.clone(),
+                load: slot.window.today(),
+                allowed,
+            });
+        }
+        let Some(modem) =
+            policy::route(&candidates, c.modem_group.as_deref()).map(|m| m.id.clone())
+        else {
+            return self
+                .complete(c.id, Completion::Release { due: earliest })
+                .await;
+        };
+        let slot = self.slots.get_mut(&modem).expect("routed to a known modem");
+        slot.concat_ref = slot.concat_ref.wrapping_add(1);
+        let opts = SubmitOptions {
+            concat_ref: ConcatRef::Ref8(slot.concat_ref as u8),
+            ..opts
+        };
+        let parts: Vec<_> = match pdu::encode_submit(&recipient, &body, &opts) {
+            Ok(p) => p,
+            Err(e) => {
+                return self
+                    .complete(
+                        c.id,
+                        Completion::Rejected {
+                            error: e.to_string(),
+                        },
+                    )
+                    .await
+            }
+        };
+        let parts: Vec<_> = parts
+            .into_iter()
+            .filter(|p| !c.parts_done.contains(&i32::from(p.seq)))
+            .collect();
+        let first = parts.first().map(|p| i32::from(p.seq));
+        // Mark the part about to go on the wire: if this process dies now, the rescuer
+        // holds the row as ambiguous instead of sending it again.
+        self.store
+            .set_inflight(&self.owner, c.id, first, c.lease_until)
+            .await?;
+        slot.busy = true;
+        *in_flight += 1;
+        let handle = slot.handle.clone();
+        let done = done.clone();
+        let total = total as i32;
+        tokio::spawn(async move {
+            let report = handle.send(parts).await;
+            let _ = done
+                .send(Done {
+                    claimed: c,
+                    modem: handle.id.clone(),
+                    recipient,
+                    total,
+                    report,
+                })
+                .await;
+        });
+        Ok(())
+    }
+
+    async fn finish(&mut self, d: Done) {
+        let now = Utc::now();
+        let day_start = self.quiet.day_start(now);
+        if let Some(slot) = self.slots.get_mut(&d.modem) {
+            slot.busy = false;
+            slot.window
+                .record(d.report.sent.len() as u32, now, day_start);
+        }
+        self.global
+            .record(d.report.sent.len() as u32, now, day_start);
+        let id = d.claimed.id;
+        for p in &d.report.sent {
+            let rec = PartRecord {
+                seq: i32::from(p.seq),
+                total: d.total,
+                modem: d.modem.clone(),
+                recipient: d.recipient.clone(),
+                mr: p.mr,
+                submitted_at: p.at,
+                status: if d.claimed.request_report {
+                    Delivery::Pending
+                } else {
+                    Delivery::None
+                },
+            };
+            // Facts about the network: retried until written, they must never be lost.
+            let mut wait = Duration::from_millis(200);
+            while let Err(e) = self.store.record_part(id, &rec).await {
+                warn!(id, error = %e, "cannot record a sent part; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+        let completion = match &d.report.failure {
+            None => {
+                info!(id, modem = %d.modem, mrs = ?d.report.sent.iter().map(|p| p.mr).collect::<Vec<_>>(), "sent");
+                Completion::Sent {
+                    modem: d.modem.clone(),
+                    parts_total: d.total,
+                    report_requested: d.claimed.request_report,
+                }
+            }
+            Some(f) => {
+                self.seed = self.seed.wrapping_add(id as u64);
+                let s = &self.cfg.sending;
+                let c = policy::failure_completion(f, d.claimed.attempts, s, now, self.seed);
+                info!(id, modem = %d.modem, class = ?f.class, reason = %f.reason, outcome = ?c, "send failed");
+                c
+            }
+        };
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.store.complete(&self.owner, id, &completion, now).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    warn!(
+                        id,
+                        "row was taken from us (lease expired); outcome not written"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    warn!(id, error = %e, "cannot record the outcome; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, modem: &str, stored: Option<StoredAt>) {
+        if let (Some(at), Some(slot)) = (stored, self.slots.get(modem)) {
+            if let Err(e) = slot.handle.delete(at).await {
+                warn!(modem, error = %e, "could not delete a stored message (it will be read again, and deduplicated)");
+            }
+        }
+    }
+
+    async fn on_event(&mut self, ev: ModemEvent) {
+        match ev {
+            ModemEvent::StatusReport {
+                modem,
+                pdu,
+                raw,
+                stored,
+            } => {
+                let ok = match pdu.map(|d| d.tpdu) {
+                    Ok(Tpdu::StatusReport(sr)) => {
+                        let now = Utc::now();
+                        let status = if !sr.status.is_final {
+                            Delivery::Pending
+                        } else if sr.status.delivered {
+                            Delivery::Delivered
+                        } else {
+                            Delivery::Failed
+                        };
+                        let u = ReportUpdate {
+                            modem: modem.clone(),
+                            mr: sr.message_reference,
+                            recipient: sr.recipient.number.clone(),
+                            since: now
+                                - CDuration::hours(i64::from(
+                                    self.cfg.sending.report_timeout_hours,
+                                )),
+                            tp_status: sr.status.raw,
+                            status,
+                            report_at: now,
+                            discharge_at: sr.discharge_time.to_utc().unwrap_or(now),
+                        };
+                        match self.store.apply_report(&u).await {
+                            Ok(Some(id)) => {
+                                info!(id, modem = %modem, mr = u.mr, status = %sr.status.meaning, "delivery report");
+                                true
+                            }
+                            Ok(None) => {
+                                warn!(modem = %modem, mr = u.mr, to = %u.recipient, "delivery report matches no sent part");
+                                true
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "cannot record a delivery report; it stays on the modem");
+                                false
+                            }
+                        }
+                    }
+                    _ => {
+                        warn!(modem = %modem, raw = %raw, "undecodable status report dropped");
+                        true
+                    }
+                };
+                if ok {
+                    self.delete(&modem, stored).await;
+                }
+            }
+            ModemEvent::Incoming {
+                modem,
+                pdu,
+                raw,
+                stored,
+            } => {
+                if self.on_incoming(&modem, pdu, &raw).await {
+                    self.delete(&modem, stored).await;
+                }
+            }
+            ModemEvent::LateSubmit { modem, mr } => {
+                warn!(modem = %modem, mr, "a send reported as ambiguous was accepted after all (late +CMGS)");
+            }
+        }
+    }
+
+    /// Stores an incoming message (or its fragment); true when it is safe to delete
+    /// it from the modem.
+    async fn on_incoming(
+        &mut self,
+        modem: &str,
+        pdu: Result<pdu::Decoded, String>,
+        raw: &str,
+    ) -> bool {
+        let now = Utc::now();
+        let (sender, body, received_at, concat) = match pdu.map(|d| d.tpdu) {
+            Ok(Tpdu::Deliver(x)) => {
+                let body = match &x.user_data.body {
+                    Body::Text(t) => t.clone(),
+                    Body::Data(d) => format!("(binary) {}", pdu::to_hex(d)),
+                };
+                let at: DateTime<Utc> = x.scts.to_utc().unwrap_or(now);
+                (x.originator.number.clone(), body, at, x.user_data.concat())
+            }
+            Ok(_) => return true,
+            Err(e) => (
+                "unknown".to_string(),
+                format!("(undecodable PDU: {e}) {raw}"),
+                now,
+                None,
+            ),
+        };
+        let (body, parts) = match concat.filter(|c| c.total > 1) {
+            None => (body, 1),
+            Some(c) => {
+                let f = Fragment {
+                    modem: modem.to_string(),
+                    sender: sender.clone(),
+                    concat_ref: i32::from(c.reference),
+                    total: i32::from(c.total),
+                    seq: i32::from(c.seq),
+                    body,
+                    received_at,
+                };
+                match self.store.add_fragment(&f).await {
+                    Ok(None) => return true, // kept in the database until the rest arrives
+                    Ok(Some(all)) => (
+                        all.iter().map(|f| f.body.as_str()).collect::<String>(),
+                        all.len() as i32,
+                    ),
+                    Err(e) => {
+                        warn!(error = %e, "cannot store a message fragment; it stays on the modem");
+                        return false;
+                    }
+                }
+            }
+        };
+        let opt_out = policy::is_opt_out(&body, &self.cfg.opt_out.keywords);
+        let m = InboxMessage {
+            modem: modem.to_string(),
+            sender: sender.clone(),
+            body: body.clone(),
+            parts,
+            received_at,
+            opt_out,
+        };
+        if let Err(e) = self.store.insert_inbox(&m).await {
+            warn!(error = %e, "cannot store an incoming message; it stays on the modem");
+            return false;
+        }
+        info!(modem, from = %sender, parts, opt_out, "incoming message");
+        if opt_out {
+            if let Err(e) = self
+                .store
+                .add_opt_out(&sender, Some(body.trim()), "sms")
+                .await
+            {
+                warn!(error = %e, "cannot record an opt-out");
+                return false;
+            }
+            info!(recipient = %sender, "opted out");
+        }
+        true
+    }
+}
