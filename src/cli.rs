@@ -30,6 +30,12 @@ pub enum Command {
     Pdu(PduCommand),
     /// Run a simulated modem on a pseudo-terminal (for tests and demos without hardware).
     Sim(SimArgs),
+    /// Show the whole flow with simulated modems: queue, send, deliver, opt out.
+    Demo {
+        /// A demo configuration (default: the built-in one, as config/demo.toml).
+        #[arg(long, short)]
+        config: Option<std::path::PathBuf>,
+    },
     /// Run the daemon: send what the outbox holds, record reports and incoming messages.
     Run {
         #[arg(long, short, env = "SMSGW_CONFIG")]
@@ -218,6 +224,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pdu(PduCommand::Encode(a)) => pdu_encode(&a),
         Command::Sim(a) => sim_run(a),
         Command::Run { config } => run_daemon(config.as_deref()),
+        Command::Demo { config } => demo(config.as_deref()),
         Command::CheckConfig { config, print } => check_config(config.as_deref(), print),
         Command::Migrate { config, database } => migrate(config.as_deref(), database),
         Command::Enqueue(a) => enqueue(a),
@@ -244,6 +251,33 @@ pub fn init_logging(cfg: &crate::config::Log) {
         "json" => b.json().try_init(),
         _ => b.without_time().with_ansi(false).try_init(),
     };
+}
+
+fn demo(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let cfg = match path {
+        Some(p) => match load_config(Some(p)) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        },
+        None => {
+            let c: crate::config::Config = config::Config::builder()
+                .add_source(config::File::from_str(
+                    crate::demo::DEMO_TOML,
+                    config::FileFormat::Toml,
+                ))
+                .build()?
+                .try_deserialize()?;
+            c.validate()?;
+            c
+        }
+    };
+    init_logging(&cfg.log);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(crate::demo::run(cfg))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {

@@ -42,6 +42,8 @@ pub fn sim_config(id: &str, spec: &str) -> anyhow::Result<SimConfig> {
     c.seed = id
         .bytes()
         .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    c.imei = format!("8675840{:08}", c.seed % 100_000_000);
+    c.iccid = format!("898600{:014}", c.seed % 100_000_000_000_000);
     Ok(c)
 }
 

@@ -15,6 +15,7 @@
 //! - [`daemon`]: wiring of store, modems and dispatcher; ordered stop.
 //! - [`dispatch`]: pure policy (quiet hours, limits, backoff, routing, opt-out) and the
 //!   loop that applies it, delivery reports and incoming messages.
+//! - [`demo`]: `smsgw demo`, the whole flow with simulated modems.
 //! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
 //! - [`cli`]: the `smsgw` command line (argument types and the codec commands).
 //!
@@ -32,6 +33,7 @@ pub mod at;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod dispatch;
 pub mod modem;
 pub mod pdu;

@@ -33,7 +33,12 @@ pub fn check(c: &Claimed, max_parts: usize, now: DateTime<Utc>) -> Verdict {
         Some(r) => r,
     };
     if let Err(e) = pdu::Address::parse_number("recipient", &recipient) {
-        return Verdict::Reject(e.to_string());
+        let reason = match e {
+            EncodeError::InvalidNumber { reason, .. } => reason,
+            _ => "not a phone number",
+        };
+        let original = c.recipient.as_deref().unwrap_or_default();
+        return Verdict::Reject(format!("invalid recipient {original:?}: {reason}"));
     }
     let body = match c.body.as_deref() {
         None => return Verdict::Reject("body is missing (NULL)".into()),

@@ -220,3 +220,45 @@ fn sim_command_rejects_bad_options() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--latency-ms"));
 }
+
+#[test]
+fn demo_shows_the_whole_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("demo.toml");
+    let text = include_str!("../../config/demo.toml")
+        .replace(
+            "sqlite://demo-state/smsgw.db",
+            &format!("sqlite://{}/demo.db", dir.path().display()),
+        )
+        .replace(":300-900", ":5-20");
+    std::fs::write(&cfg, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args(["demo", "--config", cfg.to_str().unwrap()])
+        .env("STATE_DIRECTORY", dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("opted out = true"), "{out}");
+    let sent_delivered = out
+        .lines()
+        .filter(|l| l.contains(" sent ") && l.contains("delivered"))
+        .count();
+    assert_eq!(sent_delivered, 9, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("suppressed") && l.contains("opted out")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("rejected") && l.contains("\"call me\"")),
+        "{out}"
+    );
+    // Six two-part greetings and three one-part reminders.
+    assert!(out.contains("network: 15"), "{out}");
+}
