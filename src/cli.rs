@@ -239,9 +239,10 @@ fn load_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, 
 }
 
 /// Logs for journald by default: no timestamps (journald adds them), no colours.
+/// `RUST_LOG` overrides the level (not an `SMSGW_*` name: those are configuration keys).
 pub fn init_logging(cfg: &crate::config::Log) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SMSGW_LOG")
+    let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("smsgw={}", cfg.level)));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -79,6 +79,12 @@ pub struct Modem {
     /// Per-modem limits overriding `[limits]`.
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// Ordinary AT commands (default 5 s).
+    #[serde(default)]
+    pub command_timeout_secs: Option<u64>,
+    /// From Ctrl-Z to `+CMGS` (default 120 s: the network decides; SIM800 states 60 s, Quectel 120 s).
+    #[serde(default)]
+    pub send_timeout_secs: Option<u64>,
 }
 
 fn default_baud() -> u32 {
@@ -354,10 +360,18 @@ impl Config {
         if s.retry_base_secs == 0 || s.retry_max_secs < s.retry_base_secs {
             return bad("[sending] retry_base_secs must be > 0 and <= retry_max_secs".into());
         }
-        if s.lease_secs < 60 {
-            return bad(
-                "[sending] lease_secs must be at least 60 (a send can take minutes)".into(),
-            );
+        let longest_send = self
+            .modems
+            .iter()
+            .map(|m| m.send_timeout_secs.unwrap_or(120))
+            .max()
+            .unwrap_or(120);
+        if s.lease_secs < 10 || s.lease_secs < longest_send * 2 {
+            return bad(format!(
+                "[sending] lease_secs ({}) must be at least 10 and twice the longest send timeout \
+                 ({longest_send} s): a lease must outlive a send",
+                s.lease_secs
+            ));
         }
         if s.poll_secs == 0 {
             return bad("[sending] poll_secs must be at least 1".into());
@@ -393,6 +407,12 @@ impl Config {
         mc.vendor = m.vendor.clone();
         mc.init = m.init.clone();
         mc.reset_command = m.reset_command.clone();
+        if let Some(t) = m.command_timeout_secs {
+            mc.timeouts.command = Duration::from_secs(t.max(1));
+        }
+        if let Some(t) = m.send_timeout_secs {
+            mc.timeouts.send_result = Duration::from_secs(t.max(1));
+        }
         mc
     }
 

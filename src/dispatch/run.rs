@@ -107,7 +107,9 @@ impl Dispatcher {
             }
         };
         let poll = self.cfg.poll_interval();
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
+        // Rescue expired leases at least twice per lease.
+        let every = Duration::from_secs((self.cfg.sending.lease_secs / 2).clamp(1, 30));
+        let mut housekeeping = tokio::time::interval(every);
         let mut in_flight = 0usize;
         let mut db_backoff = Duration::from_millis(500);
         loop {

@@ -21,6 +21,8 @@ fn modem(id: &str, device: &str) -> Modem {
         init: vec![],
         reset_command: None,
         limits: None,
+        command_timeout_secs: None,
+        send_timeout_secs: None,
     }
 }
 

@@ -7,6 +7,7 @@ mod at_props;
 mod cli;
 mod config;
 mod daemon_e2e;
+mod daemon_faults;
 mod modem_e2e;
 mod pdu_props;
 mod pdu_vectors;
