@@ -246,7 +246,8 @@ pub fn init_logging(cfg: &crate::config::Log) {
         .unwrap_or_else(|_| EnvFilter::new(format!("smsgw={}", cfg.level)));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr);
     let _ = match cfg.format.as_str() {
         "text" => b.try_init(),
         "json" => b.json().try_init(),

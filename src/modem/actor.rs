@@ -132,7 +132,8 @@ impl Session {
                 // Ok(0) is how a vanished pty or USB device shows itself: never spin on it.
                 Ok(0) => return Err(lost("device closed (unplugged?)")),
                 Ok(n) => {
-                    trace!(rx = %String::from_utf8_lossy(&self.buf[..n]), "read");
+                    // Redacted too: a modem with echo on repeats AT+CPIN="...".
+                    trace!(rx = %redact(&String::from_utf8_lossy(&self.buf[..n])), "read");
                     self.engine.handle_input(Instant::now().into_std(), &self.buf[..n]);
                 }
                 Err(e) => return Err(lost(format!("read failed: {e}"))),
@@ -868,13 +869,20 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-/// Masks the SIM PIN in anything that may be logged.
+/// Masks the SIM PIN in anything that may be logged: every `+CPIN=` argument up
+/// to the end of its line.
 pub fn redact(s: &str) -> String {
-    let upper = s.to_ascii_uppercase();
-    match upper.find("+CPIN=") {
-        Some(i) => format!("{}+CPIN=****", &s[..i]),
-        None => s.to_string(),
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.to_ascii_uppercase().find("+CPIN=") {
+        out.push_str(&rest[..i]);
+        out.push_str("+CPIN=****");
+        let after = &rest[i + 6..];
+        let end = after.find(['\r', '\n']).unwrap_or(after.len());
+        rest = &after[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -886,5 +894,9 @@ mod tests {
         assert_eq!(redact("AT+CPIN=\"1234\""), "AT+CPIN=****");
         assert_eq!(redact("at+cpin=1234"), "at+CPIN=****");
         assert_eq!(redact("AT+CSQ"), "AT+CSQ");
+        assert_eq!(
+            redact("AT+CPIN=\"1234\"\r\r\nOK\r\nAT+CPIN=5678\r"),
+            "AT+CPIN=****\r\r\nOK\r\nAT+CPIN=****\r"
+        );
     }
 }

@@ -221,3 +221,46 @@ async fn kill_9_unplug_hangs_and_errors_never_send_twice() {
         recs.iter().any(|r| !r.answered) || counts.contains_key("ambiguous") || sent == n as i64
     );
 }
+
+#[test]
+fn the_sim_pin_never_reaches_the_logs_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Echo stays on in the simulator until ATE0; the PIN is entered after it, but the
+    // log must hold nothing of it whatever the order.
+    let _sim = Reap(vec![sim(d, "s1", &["--pin", "4321"])]);
+    let cfg = d.join("smsgw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"sqlite://{}/x.db\"\n\n[[modem]]\nid = \"s1\"\ndevice = \"{}\"\npin = \"4321\"\n\n[log]\nformat = \"text\"\n",
+            d.display(),
+            d.join("s1").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "smsgw=trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("entering SIM PIN"),
+        "the PIN path ran: status {:?}, {} bytes: {log}",
+        out.status,
+        out.stderr.len()
+    );
+    assert!(
+        log.contains("Ready"),
+        "the modem became ready with the PIN: {log}"
+    );
+    assert!(log.contains("CPIN=****"), "{log}");
+    assert!(!log.contains("4321"), "PIN leaked into the log");
+}
