@@ -9,7 +9,6 @@
 
 use smsgw::config::{Config, Modem};
 use smsgw::daemon::Daemon;
-use smsgw::store::NewMessage;
 use std::time::{Duration, Instant};
 
 fn cpu_ticks() -> u64 {
