@@ -851,10 +851,11 @@ impl Lost {
 }
 
 fn open(cfg: &ModemConfig) -> Result<SerialStream, tokio_serial::Error> {
+    // serialport names the settings; tokio-serial opens the port for tokio.
     let flow = match cfg.flow_control {
-        FlowControl::None => tokio_serial::FlowControl::None,
-        FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
-        FlowControl::Software => tokio_serial::FlowControl::Software,
+        FlowControl::None => serialport::FlowControl::None,
+        FlowControl::Hardware => serialport::FlowControl::Hardware,
+        FlowControl::Software => serialport::FlowControl::Software,
     };
     tokio_serial::new(&cfg.device, cfg.baud)
         .flow_control(flow)

@@ -298,3 +298,57 @@ async fn two_instances_share_one_mariadb_outbox() {
         std::env::var("SMSGW_TEST_MYSQL_URL").unwrap_or("mysql://root@127.0.0.1:3306/test".into());
     two_instances_share_one_outbox(&url, "CREATE DATABASE").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_overtakes_a_running_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/smsgw.db", dir.path().display());
+    let d = Daemon::start(
+        config(&url, vec![modem("m1", "sim:generic:30-50")]),
+        Some(owner("prio")),
+    )
+    .await
+    .unwrap();
+    for i in 0..200 {
+        d.store
+            .enqueue(&NewMessage {
+                category: Some("greeting".into()),
+                ..NewMessage::new(&format!("+86136{i:08}"), "中秋快乐！")
+            })
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let reminder = d
+        .store
+        .enqueue(&NewMessage {
+            category: Some("reminder".into()),
+            priority: 10,
+            ..NewMessage::new("13900000002", "您好，请 A023 号到 3 号窗口。")
+        })
+        .await
+        .unwrap()
+        .id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while d.store.get(reminder).await.unwrap().unwrap().state != "sent" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reminder waited behind the campaign"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queued: i64 = d
+        .store
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.0 == "queued")
+        .map(|c| c.2)
+        .sum();
+    assert!(
+        queued > 100,
+        "the reminder went first, with {queued} greetings still queued"
+    );
+    d.shutdown().await;
+}
