@@ -5,11 +5,11 @@
 //! beside the decoder so the two are checked against each other.
 
 use super::address::Address;
-use super::dcs::{Alphabet, Dcs};
+use super::dcs::Dcs;
 use super::split::{plan, Encoding};
 use super::time::Timestamp;
 use super::udh::{self, UdhElement};
-use super::{gsm7, ucs2, EncodeError};
+use super::{gsm7, EncodeError};
 
 /// A time stamp from its parts (tz in quarter hours).
 pub fn timestamp(
@@ -113,21 +113,7 @@ pub fn deliver(
         } else {
             Vec::new()
         };
-        let (udl, ud) = match plan.alphabet {
-            Alphabet::Gsm7 => {
-                let septets = gsm7::to_septets(part).expect("planned as GSM-7");
-                let fill = (7 - header.len() * 8 % 7) % 7;
-                let hs = (header.len() * 8 + fill) / 7;
-                let mut ud = header;
-                ud.extend(gsm7::pack(&septets, fill));
-                ((hs + septets.len()) as u8, ud)
-            }
-            _ => {
-                let mut ud = header;
-                ud.extend(ucs2::encode(part));
-                (ud.len() as u8, ud)
-            }
-        };
+        let (udl, ud) = super::split::user_data(part, plan.alphabet, header);
         let mut pdu = smsc.clone();
         pdu.push(if total > 1 { 0x44 } else { 0x04 });
         pdu.extend(&oa);

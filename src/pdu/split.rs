@@ -207,8 +207,8 @@ pub fn encode_submit(
     Ok(out)
 }
 
-/// TP-UDL and TP-UD for one part's text after `header`.
-fn user_data(text: &str, alphabet: Alphabet, header: Vec<u8>) -> (u8, Vec<u8>) {
+/// TP-UDL and TP-UD for one part's text after `header` (also used by [`super::build`]).
+pub(crate) fn user_data(text: &str, alphabet: Alphabet, header: Vec<u8>) -> (u8, Vec<u8>) {
     match alphabet {
         Alphabet::Gsm7 => {
             let septets = gsm7::to_septets(text).expect("plan chose GSM-7 for this text");
