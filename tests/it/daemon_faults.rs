@@ -74,10 +74,71 @@ impl Drop for Reap {
     }
 }
 
+/// A fresh database on `backend` ("sqlite" in `dir`, or a new server database);
+/// returns its url and the SQL that drops it.
+async fn database(backend: &str, dir: &Path) -> Option<(String, Option<(Store, String)>)> {
+    if backend == "sqlite" {
+        return Some((format!("sqlite://{}", dir.join("smsgw.db").display()), None));
+    }
+    let admin_url = if backend == "postgres" {
+        std::env::var("SMSGW_TEST_PG_URL")
+            .unwrap_or("postgres://postgres@127.0.0.1:5432/test".into())
+    } else {
+        std::env::var("SMSGW_TEST_MYSQL_URL").unwrap_or("mysql://root@127.0.0.1:3306/test".into())
+    };
+    let admin = match Store::connect(&admin_url).await {
+        Ok(a) => a,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{backend} unreachable with CI=true: {e}"
+            );
+            eprintln!("SKIPPED: {e}");
+            return None;
+        }
+    };
+    let db = format!(
+        "smsgw_faults_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros() % 1_000_000
+    );
+    admin
+        .execute_raw(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let force = if backend == "postgres" {
+        " WITH (FORCE)"
+    } else {
+        ""
+    };
+    let url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
+    Some((
+        url,
+        Some((admin, format!("DROP DATABASE IF EXISTS {db}{force}"))),
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_unplug_hangs_and_errors_never_send_twice() {
+async fn kill_9_unplug_hangs_and_errors_never_send_twice_sqlite() {
+    faults_on("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_unplug_hangs_and_errors_never_send_twice_postgres() {
+    faults_on("postgres").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_unplug_hangs_and_errors_never_send_twice_mariadb() {
+    faults_on("mysql").await
+}
+
+async fn faults_on(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let Some((url, drop_db)) = database(backend, d).await else {
+        return;
+    };
     let mut sims = Reap(vec![
         sim(
             d,
@@ -105,8 +166,6 @@ async fn kill_9_unplug_hangs_and_errors_never_send_twice() {
         ),
         sim(d, "s3", &["--profile", "zte", "--latency-ms", "20-80"]),
     ]);
-    let db = d.join("smsgw.db");
-    let url = format!("sqlite://{}", db.display());
     let modems: String = ["s1", "s2", "s3"]
         .iter()
         .map(|n| {
@@ -220,6 +279,10 @@ async fn kill_9_unplug_hangs_and_errors_never_send_twice() {
     assert!(
         recs.iter().any(|r| !r.answered) || counts.contains_key("ambiguous") || sent == n as i64
     );
+    drop(store);
+    if let Some((admin, sql)) = drop_db {
+        admin.execute_raw(&sql).await.unwrap();
+    }
 }
 
 #[test]
