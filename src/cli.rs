@@ -293,11 +293,19 @@ fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
         let daemon = crate::daemon::Daemon::start(cfg, None).await?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => match crate::config::Config::load(path) {
+                    Ok(c) => daemon.reload(c).await,
+                    Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays"),
+                },
+            }
         }
         daemon.shutdown().await;
         anyhow::Ok(ExitCode::SUCCESS)

@@ -23,6 +23,7 @@ pub struct Daemon {
     pub sims: HashMap<String, SimHandle>,
     pub owner: String,
     stop: watch::Sender<bool>,
+    reload: mpsc::Sender<Config>,
     task: JoinHandle<()>,
 }
 
@@ -87,7 +88,8 @@ impl Daemon {
         }
         let dispatcher = Dispatcher::new(cfg, store.clone(), owner.clone(), modems).await?;
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(dispatcher.run(ev_rx, stop_rx));
+        let (reload, reload_rx) = mpsc::channel(4);
+        let task = tokio::spawn(dispatcher.run(ev_rx, stop_rx, reload_rx));
         info!(%owner, backend = store.backend(), modems = handles.len(), "smsgw started");
         Ok(Daemon {
             store,
@@ -95,8 +97,14 @@ impl Daemon {
             sims,
             owner,
             stop,
+            reload,
             task,
         })
+    }
+
+    /// Applies a reloaded configuration (what can change safely; see `Dispatcher::reload`).
+    pub async fn reload(&self, cfg: Config) {
+        let _ = self.reload.send(cfg).await;
     }
 
     /// Ordered stop: finish the sends in flight, then close the modems.

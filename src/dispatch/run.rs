@@ -93,10 +93,39 @@ impl Dispatcher {
     }
 
     /// Runs until `stop` turns true; then finishes the sends in flight and returns.
+    /// Applies what can change safely while running (SIGHUP): limits, quiet hours,
+    /// opt-out and sending policy. The database and the modem list need a restart.
+    pub fn reload(&mut self, new: Config) {
+        let Some(quiet) = QuietHours::from_config(&new.quiet_hours) else {
+            warn!("reload: invalid [quiet_hours]; keeping the old configuration");
+            return;
+        };
+        if new.database.url != self.cfg.database.url {
+            warn!("reload: [database] url changed; that needs a restart");
+        }
+        let ids: Vec<&str> = new.modems.iter().map(|m| m.id.as_str()).collect();
+        if ids.len() != self.slots.len() || ids.iter().any(|id| !self.slots.contains_key(*id)) {
+            warn!("reload: the modem list changed; adding or removing modems needs a restart");
+        }
+        for m in &new.modems {
+            if let Some(slot) = self.slots.get_mut(&m.id) {
+                slot.limits = m.limits.unwrap_or(new.limits);
+                slot.group = m.group.clone();
+            }
+        }
+        self.quiet = quiet;
+        self.cfg.limits = new.limits;
+        self.cfg.quiet_hours = new.quiet_hours;
+        self.cfg.opt_out = new.opt_out;
+        self.cfg.sending = new.sending;
+        info!("configuration reloaded (limits, quiet hours, opt-out, sending)");
+    }
+
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<ModemEvent>,
         mut stop: watch::Receiver<bool>,
+        mut reload: mpsc::Receiver<Config>,
     ) {
         let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
         let mut listener = match self.store.listener().await {
@@ -137,6 +166,7 @@ impl Dispatcher {
                 _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending().await } } => {}
                 Some(d) = done_rx.recv() => { in_flight -= 1; self.finish(d).await; }
                 Some(ev) = events.recv() => self.on_event(ev).await,
+                Some(c) = reload.recv() => self.reload(c),
                 _ = housekeeping.tick() => self.housekeeping().await,
             }
         }

@@ -327,3 +327,96 @@ fn the_sim_pin_never_reaches_the_logs_even_at_trace_level() {
     assert!(log.contains("CPIN=****"), "{log}");
     assert!(!log.contains("4321"), "PIN leaked into the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_limits_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _sim = Reap(vec![sim(d, "s1", &[])]);
+    let url = format!("sqlite://{}", d.join("smsgw.db").display());
+    let cfg = d.join("smsgw.toml");
+    let write = |per_recipient: u32| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[database]\nurl = \"{url}\"\n\n[[modem]]\nid = \"s1\"\ndevice = \"{}\"\n\n[limits]\nper_recipient_per_day = {per_recipient}\n\n\
+                 [quiet_hours]\ntimezone = \"Asia/Shanghai\"\n\n[sending]\npoll_secs = 1\n",
+                d.join("s1").display()
+            ),
+        )
+        .unwrap()
+    };
+    write(0);
+    let daemon = Reap(vec![daemon(&cfg)]);
+    let pid = daemon.0[0].id();
+    let store = loop {
+        // The daemon creates the schema; wait for it.
+        if let Ok(s) = Store::connect(&url).await {
+            if s.counts().await.is_ok() {
+                break s;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let wait_state = |id: i64, want: &'static str| {
+        let store = store.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let st = store.get(id).await.unwrap().unwrap().state;
+                if st == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "row {id} is {st}, not {want}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let first = store
+        .enqueue(&NewMessage::new("13800000001", "一"))
+        .await
+        .unwrap()
+        .id;
+    wait_state(first, "sent").await;
+    // Tighten the per-recipient limit and reload.
+    write(1);
+    let o = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = store
+        .enqueue(&NewMessage::new("13800000001", "二"))
+        .await
+        .unwrap()
+        .id;
+    let other = store
+        .enqueue(&NewMessage::new("13800000002", "三"))
+        .await
+        .unwrap()
+        .id;
+    wait_state(other, "sent").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let row = store.get(second).await.unwrap().unwrap();
+    assert_eq!(
+        row.state, "queued",
+        "held until tomorrow by the reloaded limit: {row:?}"
+    );
+    assert_eq!(
+        records(d).iter().filter(|r| r.to == "13800000001").count(),
+        1
+    );
+    // A broken config on reload is refused; the daemon keeps running.
+    std::fs::write(&cfg, "[sending]\nmax_parts = 0\n").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .output()
+        .unwrap();
+    let last = store
+        .enqueue(&NewMessage::new("13800000003", "四"))
+        .await
+        .unwrap()
+        .id;
+    wait_state(last, "sent").await;
+}
