@@ -26,7 +26,6 @@ pub struct Slot {
     pub limits: Limits,
     pub window: RateWindow,
     pub busy: bool,
-    pub concat_ref: u16,
 }
 
 /// A send that finished.
@@ -48,6 +47,9 @@ pub struct Dispatcher {
     quiet: QuietHours,
     global: RateWindow,
     seed: u64,
+    /// Concatenation reference for the next multipart message (wraps; references
+    /// only need to differ between messages a handset receives close together).
+    concat_ref: u8,
 }
 
 impl Dispatcher {
@@ -75,7 +77,6 @@ impl Dispatcher {
                     limits: m.limits.unwrap_or(cfg.limits),
                     window: RateWindow::seeded(today, day_start),
                     busy: false,
-                    concat_ref: (now.timestamp_subsec_micros() % 65_536) as u16,
                 };
                 (m.id, slot)
             })
@@ -89,6 +90,7 @@ impl Dispatcher {
             store,
             owner,
             seed: now.timestamp_micros() as u64,
+            concat_ref: (now.timestamp_subsec_micros() % 256) as u8,
         })
     }
 
@@ -289,18 +291,19 @@ impl Dispatcher {
                 return self.complete(c.id, Completion::Release { due }).await;
             }
         }
-        let wanted_ref = ConcatRef::Ref8(0);
+        self.concat_ref = self.concat_ref.wrapping_add(1);
         let opts = SubmitOptions {
             smsc: None,
             request_report: c.request_report,
             validity_minutes: (s.validity_minutes > 0).then_some(s.validity_minutes),
             flash: c.flash,
-            concat_ref: wanted_ref,
+            concat_ref: ConcatRef::Ref8(self.concat_ref),
             max_parts: s.max_parts,
             encoding: pdu::Encoding::Auto,
         };
-        let total = match pdu::plan(&body, opts.encoding, false, s.max_parts) {
-            Ok(p) => p.parts.len(),
+        // Encoded once; parts the network already acknowledged are never sent again.
+        let parts = match pdu::encode_submit(&recipient, &body, &opts) {
+            Ok(p) => p,
             Err(e) => {
                 return self
                     .complete(
@@ -312,7 +315,12 @@ impl Dispatcher {
                     .await
             }
         };
-        let remaining = (total - c.parts_done.len().min(total)) as u32;
+        let total = parts.len();
+        let parts: Vec<_> = parts
+            .into_iter()
+            .filter(|p| !c.parts_done.contains(&i32::from(p.seq)))
+            .collect();
+        let remaining = parts.len() as u32;
         // Route: a ready, idle modem in the row's group whose limits allow it now.
         let day_start = self.quiet.day_start(now);
         let next_day = self.quiet.next_day(now);
@@ -356,28 +364,6 @@ impl Dispatcher {
                 .await;
         };
         let slot = self.slots.get_mut(&modem).expect("routed to a known modem");
-        slot.concat_ref = slot.concat_ref.wrapping_add(1);
-        let opts = SubmitOptions {
-            concat_ref: ConcatRef::Ref8(slot.concat_ref as u8),
-            ..opts
-        };
-        let parts: Vec<_> = match pdu::encode_submit(&recipient, &body, &opts) {
-            Ok(p) => p,
-            Err(e) => {
-                return self
-                    .complete(
-                        c.id,
-                        Completion::Rejected {
-                            error: e.to_string(),
-                        },
-                    )
-                    .await
-            }
-        };
-        let parts: Vec<_> = parts
-            .into_iter()
-            .filter(|p| !c.parts_done.contains(&i32::from(p.seq)))
-            .collect();
         let first = parts.first().map(|p| i32::from(p.seq));
         // Mark the part about to go on the wire: if this process dies now, the rescuer
         // holds the row as ambiguous instead of sending it again.
