@@ -113,6 +113,59 @@ impl Delivery {
     }
 }
 
+/// Row decoding shared by the backends that read timestamps natively
+/// (PostgreSQL, MySQL); SQLite keeps times as text and decodes its own.
+pub(crate) mod native {
+    use super::{delivery_from, OutboxRow, PartRecord, Result};
+    use chrono::{DateTime, Utc};
+    use sqlx::{ColumnIndex, Decode, Row, Type};
+
+    pub fn outbox_row<R>(r: &R) -> Result<OutboxRow>
+    where
+        R: Row,
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(OutboxRow {
+            id: r.try_get("id")?,
+            recipient: r.try_get("recipient")?,
+            category: r.try_get("category")?,
+            priority: r.try_get("priority")?,
+            state: r.try_get("state")?,
+            delivery: r.try_get("delivery")?,
+            attempts: r.try_get("attempts")?,
+            last_error: r.try_get("last_error")?,
+            modem: r.try_get("modem")?,
+            parts_total: r.try_get("parts_total")?,
+            sent_at: r.try_get("sent_at")?,
+            lease_owner: r.try_get("lease_owner")?,
+            external_ref: r.try_get("external_ref")?,
+        })
+    }
+
+    pub fn part_record<R>(r: &R) -> Result<PartRecord>
+    where
+        R: Row,
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(PartRecord {
+            seq: r.try_get("seq")?,
+            total: r.try_get("total")?,
+            modem: r.try_get("modem")?,
+            recipient: r.try_get("recipient")?,
+            mr: r.try_get::<Option<i32>, _>("mr")?.map(|m| m as u8),
+            submitted_at: r.try_get("submitted_at")?,
+            status: delivery_from(&r.try_get::<String, _>("status")?),
+        })
+    }
+}
+
 /// Reads a delivery status column (unknown values read as `unknown`).
 pub(crate) fn delivery_from(s: &str) -> Delivery {
     match s {

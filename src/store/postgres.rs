@@ -265,21 +265,7 @@ impl PgStore {
         else {
             return Ok(None);
         };
-        Ok(Some(OutboxRow {
-            id: r.try_get("id")?,
-            recipient: r.try_get("recipient")?,
-            category: r.try_get("category")?,
-            priority: r.try_get("priority")?,
-            state: r.try_get("state")?,
-            delivery: r.try_get("delivery")?,
-            attempts: r.try_get("attempts")?,
-            last_error: r.try_get("last_error")?,
-            modem: r.try_get("modem")?,
-            parts_total: r.try_get("parts_total")?,
-            sent_at: r.try_get("sent_at")?,
-            lease_owner: r.try_get("lease_owner")?,
-            external_ref: r.try_get("external_ref")?,
-        }))
+        Ok(Some(super::native::outbox_row(&r)?))
     }
 
     pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
@@ -290,19 +276,7 @@ impl PgStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PartRecord {
-                    seq: r.try_get("seq")?,
-                    total: r.try_get("total")?,
-                    modem: r.try_get("modem")?,
-                    recipient: r.try_get("recipient")?,
-                    mr: r.try_get::<Option<i32>, _>("mr")?.map(|m| m as u8),
-                    submitted_at: r.try_get("submitted_at")?,
-                    status: super::delivery_from(&r.try_get::<String, _>("status")?),
-                })
-            })
-            .collect()
+        rows.iter().map(super::native::part_record).collect()
     }
 
     pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
