@@ -38,6 +38,7 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
     cfg.database.url = format!("sqlite://{}/bench.db", dir.path().display());
     cfg.quiet_hours.windows.clear();
     cfg.sending.poll_secs = 1;
+    cfg.status.socket = String::new();
     cfg.log.level = "error".into();
     let profiles = ["generic", "huawei", "zte", "simcom", "quectel", "wavecom"];
     cfg.modems = (0..modems)

@@ -1,19 +1,25 @@
 //! Wiring: the store, one actor per configured modem (a `sim:` device starts a
 //! simulated modem in-process), and the dispatcher; and the ordered stop: no new
 //! claims, sends in flight finish and are recorded, then the modems close.
+//! Also what systemd is told: READY once the modems have been initialised (or
+//! reported why not), a one-line STATUS, and watchdog pings only while the
+//! dispatcher's loop is alive.
 
 use crate::config::Config;
+use crate::control::{auth, server};
 use crate::dispatch::run::Dispatcher;
+use crate::dispatch::steer::Steering;
 use crate::modem::{self, ModemHandle};
 use crate::sim::{self, SimConfig, SimHandle};
 use crate::store::Store;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 /// A running daemon.
 pub struct Daemon {
@@ -22,7 +28,12 @@ pub struct Daemon {
     /// Simulated modems started for `sim:` devices, by modem id.
     pub sims: HashMap<String, SimHandle>,
     pub owner: String,
+    /// Operator pauses, the dispatcher's heartbeat, usage per modem.
+    pub steer: Arc<Steering>,
+    /// The status socket's path, when it is enabled.
+    pub socket: Option<PathBuf>,
     stop: watch::Sender<bool>,
+    control: Option<JoinHandle<()>>,
     reload: mpsc::Sender<Config>,
     task: JoinHandle<()>,
 }
@@ -56,7 +67,27 @@ fn default_owner() -> String {
 impl Daemon {
     /// Connects, migrates if configured, starts the modems and the dispatcher.
     pub async fn start(cfg: Config, owner: Option<String>) -> anyhow::Result<Daemon> {
+        Daemon::start_from(cfg, owner, None).await
+    }
+
+    /// As [`Daemon::start`], naming the configuration file (shown by `smsgw status`).
+    pub async fn start_from(
+        cfg: Config,
+        owner: Option<String>,
+        config_file: Option<String>,
+    ) -> anyhow::Result<Daemon> {
+        let started = Instant::now();
         let owner = owner.unwrap_or_else(default_owner);
+        // The socket's groups are checked before anything starts: a typo must not
+        // leave a daemon running that nobody can steer.
+        let admin_group = match &cfg.status.admin_group {
+            Some(g) => Some((
+                g.clone(),
+                auth::gid_of(g)
+                    .with_context(|| format!("[status] admin_group {g:?}: no such group"))?,
+            )),
+            None => None,
+        };
         let store = Store::connect(&cfg.database.url)
             .await
             .context("[database] url: cannot connect")?;
@@ -86,8 +117,35 @@ impl Daemon {
             handles.push(h.clone());
             modems.push((m.clone(), h));
         }
-        let dispatcher = Dispatcher::new(cfg, store.clone(), owner.clone(), modems).await?;
+        let steer = Arc::new(Steering::default());
+        let status = cfg.status.clone();
+        let database_url = crate::store::redact_url(&cfg.database.url);
+        let dispatcher =
+            Dispatcher::new(cfg, store.clone(), owner.clone(), modems, steer.clone()).await?;
         let (stop, stop_rx) = watch::channel(false);
+        let (socket, control) = if status.socket.is_empty() {
+            (None, None)
+        } else {
+            let path = PathBuf::from(&status.socket);
+            let listener = server::bind(&path, status.group.as_deref()).await?;
+            let ctx = Arc::new(server::Context {
+                store: store.clone(),
+                modems: handles.clone(),
+                steer: steer.clone(),
+                policy: auth::Policy {
+                    own_uid: nix::unistd::getuid().as_raw(),
+                    admin_group,
+                },
+                owner: owner.clone(),
+                config_file,
+                started_at: chrono::Utc::now(),
+                started,
+                database_url,
+            });
+            let task = tokio::spawn(server::serve(listener, path.clone(), ctx, stop_rx.clone()));
+            info!(socket = %path.display(), "status socket listening");
+            (Some(path), Some(task))
+        };
         let (reload, reload_rx) = mpsc::channel(4);
         let task = tokio::spawn(dispatcher.run(ev_rx, stop_rx, reload_rx));
         info!(%owner, backend = store.backend(), modems = handles.len(), "smsgw started");
@@ -96,9 +154,74 @@ impl Daemon {
             modems: handles,
             sims,
             owner,
+            steer,
+            socket,
             stop,
+            control,
             reload,
             task,
+        })
+    }
+
+    /// Waits until every modem has left `initialising` (ready, or a reason why
+    /// not), at most `max`: then the daemon is ready in systemd's sense.
+    pub async fn initialised(&self, max: Duration) -> bool {
+        all_initialised(&self.modems, max).await
+    }
+
+    /// One line for systemd's STATUS= and the logs.
+    pub fn status_line(&self) -> String {
+        status_line(&self.modems, &self.steer)
+    }
+
+    /// Talks to systemd when started by it (`NOTIFY_SOCKET` set; a no-op otherwise):
+    /// READY=1 once the modems are initialised (at most 90 s), STATUS= every 10 s,
+    /// and WATCHDOG=1 at a third of `WatchdogSec` only while the dispatcher's loop
+    /// has beaten within `WatchdogSec`: a wedged dispatcher gets the service restarted.
+    pub fn spawn_systemd(&self) -> JoinHandle<()> {
+        let modems = self.modems.clone();
+        let steer = self.steer.clone();
+        tokio::spawn(async move {
+            if std::env::var_os("NOTIFY_SOCKET").is_none() {
+                return;
+            }
+            let all = all_initialised(&modems, Duration::from_secs(90)).await;
+            let line = status_line(&modems, &steer);
+            if !all {
+                warn!("some modems are still initialising; reporting ready anyway");
+            }
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&line),
+            ]);
+            info!(status = %line, "ready");
+            let watchdog = sd_notify::watchdog_enabled();
+            let tick = watchdog
+                .map(|w| (w / 3).min(Duration::from_secs(10)))
+                .unwrap_or(Duration::from_secs(10));
+            let mut last_status = line;
+            let mut last_status_at = Instant::now();
+            let mut stalled = false;
+            loop {
+                tokio::time::sleep(tick).await;
+                if let Some(w) = watchdog {
+                    if steer.since_beat() < w {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                        stalled = false;
+                    } else if !stalled {
+                        stalled = true;
+                        warn!(silent_for = ?steer.since_beat(), "the dispatcher has stopped making progress; withholding the watchdog ping");
+                    }
+                }
+                if last_status_at.elapsed() >= Duration::from_secs(10) {
+                    let line = status_line(&modems, &steer);
+                    if line != last_status {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
+                        last_status = line;
+                    }
+                    last_status_at = Instant::now();
+                }
+            }
         })
     }
 
@@ -111,6 +234,9 @@ impl Daemon {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        if let Some(c) = self.control {
+            let _ = c.await;
+        }
         for m in &self.modems {
             m.shutdown().await;
         }
@@ -119,4 +245,40 @@ impl Daemon {
         }
         info!("smsgw stopped");
     }
+}
+
+fn status_line(modems: &[ModemHandle], steer: &Steering) -> String {
+    let ready = modems
+        .iter()
+        .filter(|m| m.status().state == crate::modem::ModemState::Ready)
+        .count();
+    let sent: u32 = modems.iter().map(|m| steer.usage(&m.id).sent_today).sum();
+    let paused = if steer.all_paused() {
+        "; sending PAUSED"
+    } else {
+        ""
+    };
+    format!(
+        "{ready}/{} modems ready; {sent} parts sent today{paused}",
+        modems.len()
+    )
+}
+
+async fn all_initialised(modems: &[ModemHandle], max: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + max;
+    for m in modems {
+        let mut w = m.watch();
+        loop {
+            if w.borrow().state != crate::modem::ModemState::Initialising {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, w.changed())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+    true
 }

@@ -32,6 +32,7 @@
 pub mod at;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod dispatch;

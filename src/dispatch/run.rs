@@ -6,6 +6,7 @@
 //! guarantees progress. When nothing is due the loop sleeps: no busy loops.
 
 use super::policy::{self, Candidate, QuietHours, RateWindow};
+use super::steer::{Steering, Usage};
 use crate::config::{Config, Limits};
 use crate::modem::{ModemEvent, ModemHandle, ModemState, SendReport, StoredAt};
 use crate::pdu::{self, Body, ConcatRef, SubmitOptions, Tpdu};
@@ -15,6 +16,7 @@ use crate::store::{
 };
 use chrono::{DateTime, Duration as CDuration, Utc};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -26,6 +28,9 @@ pub struct Slot {
     pub limits: Limits,
     pub window: RateWindow,
     pub busy: bool,
+    /// Failed sends since `failed_day` (local midnight), for the status view.
+    pub failed_today: u32,
+    pub failed_day: DateTime<Utc>,
 }
 
 /// A send that finished.
@@ -50,6 +55,8 @@ pub struct Dispatcher {
     /// Concatenation reference for the next multipart message (wraps; references
     /// only need to differ between messages a handset receives close together).
     concat_ref: u8,
+    /// Pauses, wake-ups, heartbeat and usage shared with the status socket.
+    pub steer: Arc<Steering>,
 }
 
 impl Dispatcher {
@@ -58,6 +65,7 @@ impl Dispatcher {
         store: Store,
         owner: String,
         modems: Vec<(crate::config::Modem, ModemHandle)>,
+        steer: Arc<Steering>,
     ) -> crate::store::Result<Dispatcher> {
         let quiet = QuietHours::from_config(&cfg.quiet_hours).expect("validated config");
         let now = Utc::now();
@@ -77,6 +85,8 @@ impl Dispatcher {
                     limits: m.limits.unwrap_or(cfg.limits),
                     window: RateWindow::seeded(today, day_start),
                     busy: false,
+                    failed_today: 0,
+                    failed_day: day_start,
                 };
                 (m.id, slot)
             })
@@ -91,7 +101,36 @@ impl Dispatcher {
             owner,
             seed: now.timestamp_micros() as u64,
             concat_ref: (now.timestamp_subsec_micros() % 256) as u8,
-        })
+            steer,
+        }
+        .publishing_usage())
+    }
+
+    fn publishing_usage(self) -> Self {
+        for id in self.slots.keys() {
+            self.publish_usage(id);
+        }
+        self
+    }
+
+    /// Tells the status socket what this modem has done today.
+    fn publish_usage(&self, id: &str) {
+        if let Some(slot) = self.slots.get(id) {
+            self.steer.set_usage(
+                id,
+                Usage {
+                    sent_today: slot.window.today(),
+                    failed_today: slot.failed_today,
+                    per_day: slot.limits.per_day,
+                    busy: slot.busy,
+                },
+            );
+        }
+    }
+
+    /// Ready, and not paused by an operator.
+    fn usable(&self, id: &str, slot: &Slot) -> bool {
+        slot.handle.status().state == ModemState::Ready && !self.steer.is_paused(id)
     }
 
     /// Runs until `stop` turns true; then finishes the sends in flight and returns.
@@ -143,7 +182,9 @@ impl Dispatcher {
         let mut housekeeping = tokio::time::interval(every);
         let mut in_flight = 0usize;
         let mut db_backoff = Duration::from_millis(500);
+        let steer = self.steer.clone();
         loop {
+            steer.beat();
             if *stop.borrow() {
                 break;
             }
@@ -164,6 +205,7 @@ impl Dispatcher {
             let jitter = Duration::from_millis((self.seed >> 40) % 250);
             tokio::select! {
                 _ = stop.changed() => {}
+                _ = steer.woken() => {}
                 _ = tokio::time::sleep(poll + jitter) => {}
                 _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending().await } } => {}
                 Some(d) = done_rx.recv() => { in_flight -= 1; self.finish(d).await; }
@@ -209,8 +251,8 @@ impl Dispatcher {
 
     fn free_modems(&self) -> usize {
         self.slots
-            .values()
-            .filter(|s| !s.busy && s.handle.status().state == ModemState::Ready)
+            .iter()
+            .filter(|(id, s)| !s.busy && self.usable(id, s))
             .count()
     }
 
@@ -336,7 +378,12 @@ impl Dispatcher {
             return self.complete(c.id, Completion::Release { due: at }).await;
         }
         let mut candidates = Vec::new();
-        for (id, slot) in self.slots.iter_mut() {
+        let paused: Vec<bool> = self
+            .slots
+            .iter()
+            .map(|(id, s)| !self.usable(id, s))
+            .collect();
+        for ((id, slot), paused) in self.slots.iter_mut().zip(paused) {
             let allowed = match slot
                 .window
                 .check(&slot.limits, remaining, now, day_start, next_day)
@@ -349,7 +396,7 @@ impl Dispatcher {
             };
             candidates.push(Candidate {
                 id: id.clone(),
-                ready: slot.handle.status().state == ModemState::Ready,
+                ready: !paused,
                 busy: slot.busy,
                 group: slot.group.clone(),
                 load: slot.window.today(),
@@ -373,6 +420,7 @@ impl Dispatcher {
         slot.busy = true;
         *in_flight += 1;
         let handle = slot.handle.clone();
+        self.publish_usage(&modem);
         let done = done.clone();
         let total = total as i32;
         tokio::spawn(async move {
@@ -397,7 +445,15 @@ impl Dispatcher {
             slot.busy = false;
             slot.window
                 .record(d.report.sent.len() as u32, now, day_start);
+            if slot.failed_day != day_start {
+                slot.failed_day = day_start;
+                slot.failed_today = 0;
+            }
+            if d.report.failure.is_some() {
+                slot.failed_today += 1;
+            }
         }
+        self.publish_usage(&d.modem);
         self.global
             .record(d.report.sent.len() as u32, now, day_start);
         let id = d.claimed.id;
@@ -419,6 +475,7 @@ impl Dispatcher {
             let mut wait = Duration::from_millis(200);
             while let Err(e) = self.store.record_part(id, &rec).await {
                 warn!(id, error = %e, "cannot record a sent part; retrying");
+                self.steer.beat();
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(10));
             }
@@ -453,6 +510,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     warn!(id, error = %e, "cannot record the outcome; retrying");
+                    self.steer.beat();
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }

@@ -381,6 +381,61 @@ pub struct OutboxRow {
     pub external_ref: Option<String>,
 }
 
+/// What an operator may do to one message (the status socket's control requests).
+/// Each action moves a row only out of the states listed by [`OperatorAction::from`]:
+/// a message being sent, or already final, is never touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorAction {
+    /// One more attempt now, for a failed, expired, cancelled or ambiguous message
+    /// (parts the network acknowledged are not sent again).
+    Retry,
+    /// Never send a message that is still waiting (queued, retrying, ambiguous).
+    Cancel,
+    /// An ambiguous message: send the unconfirmed parts again.
+    ReleaseResend,
+    /// An ambiguous message: give up on it (`failed`).
+    ReleaseFail,
+}
+
+impl OperatorAction {
+    /// The states the action applies to (padded to four for one fixed statement).
+    pub fn from(self) -> [State; 4] {
+        use State::*;
+        match self {
+            OperatorAction::Retry => [Failed, Expired, Cancelled, Ambiguous],
+            OperatorAction::Cancel => [Queued, Retrying, Ambiguous, Ambiguous],
+            OperatorAction::ReleaseResend | OperatorAction::ReleaseFail => [Ambiguous; 4],
+        }
+    }
+
+    pub fn to(self) -> State {
+        match self {
+            OperatorAction::Retry | OperatorAction::ReleaseResend => State::Retrying,
+            OperatorAction::Cancel => State::Cancelled,
+            OperatorAction::ReleaseFail => State::Failed,
+        }
+    }
+
+    /// Written to `last_error` when the action leaves the row final, so the row says who closed it.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            OperatorAction::Cancel => Some("cancelled by an operator"),
+            OperatorAction::ReleaseFail => Some("ambiguous send marked failed by an operator"),
+            _ => None,
+        }
+    }
+}
+
+/// Recent activity, for the queue view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Activity {
+    pub sent_last_hour: i64,
+    pub delivered_last_hour: i64,
+    /// The message that has waited longest among those due now: id and due time.
+    pub oldest_due: Option<(i64, DateTime<Utc>)>,
+}
+
 /// An incoming message, reassembled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InboxMessage {
@@ -636,6 +691,40 @@ impl Store {
     /// Rows per (state, category).
     pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
         dispatch!(self.counts())
+    }
+
+    /// Messages to `recipient` in any of its forms, newest first (at most 20).
+    pub async fn find_recipient(&self, recipient: &str) -> Result<Vec<OutboxRow>> {
+        let digits: String = recipient.chars().filter(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tail = &digits[digits.len().saturating_sub(8)..];
+        let rows: Vec<OutboxRow> = dispatch!(self.recipient_like(&format!("%{tail}")))?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| {
+                r.recipient
+                    .as_deref()
+                    .is_some_and(|x| same_number(x, recipient))
+            })
+            .take(20)
+            .collect())
+    }
+
+    /// Applies an operator's action; false when the row is not in a state it applies to.
+    pub async fn operate(
+        &self,
+        id: i64,
+        action: OperatorAction,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        dispatch!(self.operate(id, action, now))
+    }
+
+    /// Sent and delivered in the last hour, and the oldest due message.
+    pub async fn activity(&self, now: DateTime<Utc>) -> Result<Activity> {
+        dispatch!(self.activity(now))
     }
 
     pub async fn add_opt_out(

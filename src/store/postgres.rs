@@ -4,8 +4,8 @@
 //! each other; an insert trigger notifies `smsgw_outbox` so pickup is immediate.
 
 use super::{
-    Claimed, Delivery, Enqueued, Fragment, InboxMessage, NewMessage, OutboxRow, PartRecord,
-    Rescued, Result, StoreError, Transition,
+    Activity, Claimed, Delivery, Enqueued, Fragment, InboxMessage, NewMessage, OperatorAction,
+    OutboxRow, PartRecord, Rescued, Result, State, StoreError, Transition,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
@@ -266,6 +266,59 @@ impl PgStore {
             return Ok(None);
         };
         Ok(Some(super::native::outbox_row(&r)?))
+    }
+
+    pub async fn recipient_like(&self, pattern: &str) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, recipient, category, priority, state, delivery, attempts, last_error, modem, parts_total,
+                    sent_at, lease_owner, external_ref FROM outbox WHERE recipient LIKE $1 ORDER BY id DESC LIMIT 200",
+        )
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(super::native::outbox_row).collect()
+    }
+
+    pub async fn operate(&self, id: i64, a: OperatorAction, now: DateTime<Utc>) -> Result<bool> {
+        let [s1, s2, s3, s4] = a.from().map(State::as_str);
+        let r = sqlx::query(
+            "UPDATE outbox SET state = $1, due_at = $2, updated_at = $2, last_error = COALESCE($3, last_error)
+             WHERE id = $4 AND state IN ($5, $6, $7, $8)",
+        )
+        .bind(a.to().as_str())
+        .bind(now)
+        .bind(a.note())
+        .bind(id)
+        .bind(s1)
+        .bind(s2)
+        .bind(s3)
+        .bind(s4)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn activity(&self, now: DateTime<Utc>) -> Result<Activity> {
+        let hour_ago = now - chrono::Duration::hours(1);
+        let (sent, delivered): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE sent_at >= $1),
+                    (SELECT COUNT(*) FROM outbox WHERE delivered_at >= $1)",
+        )
+        .bind(hour_ago)
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, due_at FROM outbox WHERE state IN ('queued', 'retrying') AND due_at <= $1
+             ORDER BY due_at, id LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(Activity {
+            sent_last_hour: sent,
+            delivered_last_hour: delivered,
+            oldest_due: oldest,
+        })
     }
 
     pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {

@@ -4,8 +4,9 @@
 //! take the write lock up front (`BEGIN IMMEDIATE`), so they never deadlock.
 
 use super::{
-    parse_time, time_text, Claimed, Delivery, Enqueued, Fragment, InboxMessage, NewMessage,
-    OutboxRow, PartRecord, Rescued, Result, StoreError, Transition,
+    parse_time, time_text, Activity, Claimed, Delivery, Enqueued, Fragment, InboxMessage,
+    NewMessage, OperatorAction, OutboxRow, PartRecord, Rescued, Result, State, StoreError,
+    Transition,
 };
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
@@ -289,23 +290,82 @@ impl SqliteStore {
         else {
             return Ok(None);
         };
-        Ok(Some(OutboxRow {
-            id: r.try_get("id")?,
-            recipient: r.try_get("recipient")?,
-            category: r.try_get("category")?,
-            priority: r.try_get("priority")?,
-            state: r.try_get("state")?,
-            delivery: r.try_get("delivery")?,
-            attempts: r.try_get("attempts")?,
-            last_error: r.try_get("last_error")?,
-            modem: r.try_get("modem")?,
-            parts_total: r.try_get("parts_total")?,
-            sent_at: time(&r, "sent_at")?,
-            lease_owner: r.try_get("lease_owner")?,
-            external_ref: r.try_get("external_ref")?,
-        }))
+        Ok(Some(outbox_row(&r)?))
     }
 
+    pub async fn recipient_like(&self, pattern: &str) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, recipient, category, priority, state, delivery, attempts, last_error, modem, parts_total,
+                    sent_at, lease_owner, external_ref FROM outbox WHERE recipient LIKE ? ORDER BY id DESC LIMIT 200",
+        )
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    pub async fn operate(&self, id: i64, a: OperatorAction, now: DateTime<Utc>) -> Result<bool> {
+        let [s1, s2, s3, s4] = a.from().map(State::as_str);
+        let r = sqlx::query(
+            "UPDATE outbox SET state = ?1, due_at = ?2, updated_at = ?2, last_error = COALESCE(?3, last_error)
+             WHERE id = ?4 AND state IN (?5, ?6, ?7, ?8)",
+        )
+        .bind(a.to().as_str())
+        .bind(time_text(now))
+        .bind(a.note())
+        .bind(id)
+        .bind(s1)
+        .bind(s2)
+        .bind(s3)
+        .bind(s4)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn activity(&self, now: DateTime<Utc>) -> Result<Activity> {
+        let hour_ago = time_text(now - chrono::Duration::hours(1));
+        let (sent, delivered): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE sent_at >= ?1),
+                    (SELECT COUNT(*) FROM outbox WHERE delivered_at >= ?1)",
+        )
+        .bind(&hour_ago)
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, due_at FROM outbox WHERE state IN ('queued', 'retrying') AND due_at <= ?
+             ORDER BY due_at, id LIMIT 1",
+        )
+        .bind(time_text(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(Activity {
+            sent_last_hour: sent,
+            delivered_last_hour: delivered,
+            oldest_due: oldest.and_then(|(id, t)| Some((id, super::parse_time(&t)?))),
+        })
+    }
+}
+
+fn outbox_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: r.try_get("id")?,
+        recipient: r.try_get("recipient")?,
+        category: r.try_get("category")?,
+        priority: r.try_get("priority")?,
+        state: r.try_get("state")?,
+        delivery: r.try_get("delivery")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        modem: r.try_get("modem")?,
+        parts_total: r.try_get("parts_total")?,
+        sent_at: time(r, "sent_at")?,
+        lease_owner: r.try_get("lease_owner")?,
+        external_ref: r.try_get("external_ref")?,
+    })
+}
+
+impl SqliteStore {
     pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
         let rows = sqlx::query(
             "SELECT seq, total, modem, recipient, mr, submitted_at, status FROM outbox_parts

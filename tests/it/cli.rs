@@ -230,7 +230,11 @@ fn demo_shows_the_whole_flow() {
             "sqlite://demo-state/smsgw.db",
             &format!("sqlite://{}/demo.db", dir.path().display()),
         )
-        .replace(":300-900", ":5-20");
+        .replace(":300-900", ":5-20")
+        .replace(
+            "demo-state/status.sock",
+            &format!("{}/status.sock", dir.path().display()),
+        );
     std::fs::write(&cfg, text).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_smsgw"))
         .args(["demo", "--config", cfg.to_str().unwrap()])

@@ -32,6 +32,7 @@ fn config(url: &str, modems: Vec<Modem>) -> Config {
     c.modems = modems;
     c.quiet_hours.windows.clear();
     c.sending.poll_secs = 1;
+    c.status.socket = String::new();
     c.validate().unwrap();
     c
 }

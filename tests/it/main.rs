@@ -6,6 +6,7 @@ mod at_parse;
 mod at_props;
 mod cli;
 mod config;
+mod control;
 mod daemon_e2e;
 mod daemon_faults;
 mod modem_e2e;

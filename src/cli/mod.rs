@@ -2,7 +2,14 @@
 //! need no daemon. Kept in the library so integration tests can drive it too.
 //!
 //! Exit codes: 0 success, 2 invalid input (a PDU that does not decode, a number or
-//! text that cannot be encoded, bad arguments), 1 anything else.
+//! text that cannot be encoded, bad arguments), 3 the daemon cannot be reached,
+//! 4 a control request was refused (not authorised), 1 anything else.
+//!
+//! The technician's commands against a running daemon live in [`ops`]; `smsgw
+//! doctor` in [`doctor`].
+
+pub mod doctor;
+pub mod ops;
 
 use crate::pdu::{self, ConcatRef, Encoding, Layout, SubmitOptions};
 use clap::{Args, Parser, Subcommand};
@@ -59,6 +66,10 @@ pub enum Command {
     },
     /// Queue a message from the shell (technicians test with it).
     Enqueue(EnqueueArgs),
+    /// Probe a modem port and explain what is wrong, without the daemon.
+    Doctor(doctor::DoctorArgs),
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +239,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { config, print } => check_config(config.as_deref(), print),
         Command::Migrate { config, database } => migrate(config.as_deref(), database),
         Command::Enqueue(a) => enqueue(a),
+        Command::Doctor(a) => doctor::run(a),
+        Command::Ops(c) => ops::run(c),
     }
 }
 
@@ -294,7 +307,11 @@ fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let daemon = crate::daemon::Daemon::start(cfg, None).await?;
+        let file = path
+            .map(|p| p.display().to_string())
+            .or_else(|| Some(crate::config::DEFAULT_PATH.to_string()).filter(|p| std::path::Path::new(p).exists()));
+        let daemon = crate::daemon::Daemon::start_from(cfg, None, file).await?;
+        let systemd = daemon.spawn_systemd();
         let mut term = signal(SignalKind::terminate())?;
         let mut hup = signal(SignalKind::hangup())?;
         loop {
@@ -307,6 +324,8 @@ fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
                 },
             }
         }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        systemd.abort();
         daemon.shutdown().await;
         anyhow::Ok(ExitCode::SUCCESS)
     })

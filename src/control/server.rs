@@ -1,0 +1,534 @@
+//! The daemon's side of the status socket: binds it with the right permissions,
+//! reads one request per line from each client, authorises control requests, and
+//! answers from the store, the modem handles and the dispatcher's shared state.
+//!
+//! A client can do the daemon no harm: lines are bounded, every request gets one
+//! answer or a typed refusal, a client that goes away mid-answer only ends its own
+//! connection, and connections are capped.
+
+use super::auth::{peer_groups, Peer, Policy};
+use super::proto::{
+    self, Done, ErrorCode, MessageView, ModemView, PartView, QueueCount, QueueView, ReleaseAction,
+    Request, Response, Summary,
+};
+use crate::dispatch::steer::Steering;
+use crate::modem::{ModemHandle, ModemState};
+use crate::pdu::{self, SubmitOptions};
+use crate::store::{OperatorAction, OutboxRow, Store};
+use chrono::{DateTime, Utc};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info, warn};
+
+/// Why the socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("[status] socket {path}: another smsgw is already listening there")]
+    InUse { path: PathBuf },
+    #[error("[status] socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("[status] group {0:?}: no such group")]
+    NoGroup(String),
+}
+
+/// Everything a request may look at or act on.
+pub struct Context {
+    pub store: Store,
+    pub modems: Vec<ModemHandle>,
+    pub steer: Arc<Steering>,
+    pub policy: Policy,
+    pub owner: String,
+    pub config_file: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub started: Instant,
+    /// The database URL without its password.
+    pub database_url: String,
+}
+
+/// Most clients connected at once; more wait for a free slot.
+const MAX_CLIENTS: usize = 32;
+
+/// A client that sends nothing for this long is disconnected.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// Binds the socket: refuses to steal it from a running daemon, removes a stale
+/// file left by a crash, then sets mode 0660 and the configured group.
+pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, BindError> {
+    let io = |source| BindError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let gid = match group {
+        Some(g) => Some(super::auth::gid_of(g).ok_or_else(|| BindError::NoGroup(g.into()))?),
+        None => None,
+    };
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(BindError::InUse {
+                path: path.to_path_buf(),
+            });
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    if let Some(gid) = gid {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| io(std::io::Error::from(e)))?;
+    }
+    Ok(listener)
+}
+
+/// Accepts clients until `stop` turns true, then removes the socket file.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    ctx: Arc<Context>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = connection(stream, &ctx).await {
+                            debug!(error = %e, "status client went away");
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "status socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+fn peer_of(stream: &UnixStream) -> Option<Peer> {
+    let c = stream.peer_cred().ok()?;
+    Some(Peer {
+        uid: c.uid(),
+        gid: c.gid(),
+        pid: c.pid(),
+        groups: peer_groups(c.pid()),
+    })
+}
+
+async fn connection(stream: UnixStream, ctx: &Context) -> std::io::Result<()> {
+    let peer = peer_of(&stream);
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        let limit = proto::MAX_REQUEST as u64 + 1;
+        let n = match tokio::time::timeout(
+            IDLE,
+            (&mut reader).take(limit).read_until(b'\n', &mut line),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let complete = line.last() == Some(&b'\n');
+        if !complete && line.len() > proto::MAX_REQUEST {
+            let r = Response::err(
+                ErrorCode::TooLarge,
+                format!("a request is at most {} bytes", proto::MAX_REQUEST),
+            );
+            reply(&mut write, &r).await?;
+            return Ok(());
+        }
+        let body = line.trim_ascii();
+        if body.is_empty() {
+            continue;
+        }
+        let response = match proto::parse_request(body) {
+            Err(refusal) => refusal,
+            Ok(req) => match &peer {
+                Some(p) if req.is_control() && !ctx.policy.allows(p) => {
+                    warn!(peer = %p, request = req.name(), "control request refused");
+                    Response::err(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "{} changes the daemon's state: allowed to {}; you are {p}",
+                            req.name(),
+                            ctx.policy.who()
+                        ),
+                    )
+                }
+                None if req.is_control() => Response::err(
+                    ErrorCode::Forbidden,
+                    "the peer's credentials are unknown; control requests refused",
+                ),
+                _ => handle(ctx, peer.as_ref(), req).await,
+            },
+        };
+        reply(&mut write, &response).await?;
+        if !complete {
+            return Ok(());
+        }
+    }
+}
+
+async fn reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(r).unwrap_or_else(|_| b"{}".to_vec());
+    out.push(b'\n');
+    w.write_all(&out).await
+}
+
+fn modem<'a>(ctx: &'a Context, id: &str) -> Result<&'a ModemHandle, Response> {
+    ctx.modems.iter().find(|m| m.id == id).ok_or_else(|| {
+        let known: Vec<&str> = ctx.modems.iter().map(|m| m.id.as_str()).collect();
+        Response::err(
+            ErrorCode::NotFound,
+            format!("no modem {id:?}; configured: {}", known.join(", ")),
+        )
+    })
+}
+
+fn failed(e: impl std::fmt::Display) -> Response {
+    Response::err(ErrorCode::Failed, e.to_string())
+}
+
+/// Answers one (authorised) request.
+pub async fn handle(ctx: &Context, peer: Option<&Peer>, req: Request) -> Response {
+    let who = peer.map(|p| p.to_string()).unwrap_or_default();
+    match req {
+        Request::Summary => summary(ctx).await,
+        Request::Modems => Response::ok(modem_views(ctx)),
+        Request::Queue => queue(ctx).await.unwrap_or_else(|r| r),
+        Request::Message { id, recipient } => {
+            message(ctx, id, recipient).await.unwrap_or_else(|r| r)
+        }
+        Request::Pause { modem: Some(m) } => match modem(ctx, &m) {
+            Err(r) => r,
+            Ok(_) => {
+                ctx.steer.pause(Some(&m));
+                info!(peer = %who, modem = %m, "modem paused by an operator");
+                Response::ok(Done {
+                    message: format!("modem {m} paused (a send in flight finishes)"),
+                    mrs: Vec::new(),
+                })
+            }
+        },
+        Request::Resume { modem: Some(m) } => match modem(ctx, &m) {
+            Err(r) => r,
+            Ok(_) => {
+                ctx.steer.resume(Some(&m));
+                info!(peer = %who, modem = %m, "modem resumed by an operator");
+                let note = if ctx.steer.all_paused() {
+                    " (all sending is still paused: `smsgw resume` to lift it)"
+                } else {
+                    ""
+                };
+                Response::ok(Done {
+                    message: format!("modem {m} resumed{note}"),
+                    mrs: Vec::new(),
+                })
+            }
+        },
+        Request::Pause { .. } => {
+            ctx.steer.pause(None);
+            info!(peer = %who, "all sending paused by an operator");
+            Response::ok(Done {
+                message: "all sending paused (sends in flight finish)".into(),
+                mrs: Vec::new(),
+            })
+        }
+        Request::Resume { .. } => {
+            ctx.steer.resume(None);
+            info!(peer = %who, "all sending resumed by an operator");
+            Response::ok(Done {
+                message: "sending resumed on every modem".into(),
+                mrs: Vec::new(),
+            })
+        }
+        Request::Retry { id } => operate(ctx, id, OperatorAction::Retry, &who).await,
+        Request::Cancel { id } => operate(ctx, id, OperatorAction::Cancel, &who).await,
+        Request::Release { id, action } => {
+            let a = match action {
+                ReleaseAction::Resend => OperatorAction::ReleaseResend,
+                ReleaseAction::Fail => OperatorAction::ReleaseFail,
+            };
+            operate(ctx, id, a, &who).await
+        }
+        Request::TestSend { modem: m, to, text } => test_send(ctx, &m, &to, &text, &who)
+            .await
+            .unwrap_or_else(|r| r),
+        Request::Reset { modem: m } => match modem(ctx, &m) {
+            Err(r) => r,
+            Ok(h) => {
+                h.reset().await;
+                info!(peer = %who, modem = %m, "modem reset by an operator");
+                Response::ok(Done {
+                    message: format!("modem {m} is resetting (watch `smsgw modems`)"),
+                    mrs: Vec::new(),
+                })
+            }
+        },
+    }
+}
+
+async fn summary(ctx: &Context) -> Response {
+    let (ok, error) = match tokio::time::timeout(Duration::from_secs(3), ctx.store.ping()).await {
+        Ok(Ok(())) => (true, None),
+        Ok(Err(e)) => (false, Some(e.to_string())),
+        Err(_) => (false, Some("no answer within 3 s".into())),
+    };
+    let (waiting, ambiguous) = match ctx.store.counts().await {
+        Ok(c) => c
+            .iter()
+            .fold((0, 0), |(w, a), (state, _, n)| match state.as_str() {
+                "queued" | "retrying" => (w + n, a),
+                "ambiguous" => (w, a + n),
+                _ => (w, a),
+            }),
+        Err(_) => (-1, -1),
+    };
+    let ready = ctx
+        .modems
+        .iter()
+        .filter(|m| m.status().state == ModemState::Ready)
+        .count();
+    Response::ok(Summary {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started_at: ctx.started_at,
+        uptime_secs: ctx.started.elapsed().as_secs(),
+        config_file: ctx.config_file.clone(),
+        owner: ctx.owner.clone(),
+        database: proto::DatabaseHealth {
+            backend: ctx.store.backend().into(),
+            url: ctx.database_url.clone(),
+            ok,
+            error,
+        },
+        modems_total: ctx.modems.len(),
+        modems_ready: ready,
+        sending_paused: ctx.steer.all_paused(),
+        waiting,
+        ambiguous,
+    })
+}
+
+/// Every modem, as the status view shows it.
+pub fn modem_views(ctx: &Context) -> Vec<ModemView> {
+    let now = Utc::now();
+    ctx.modems
+        .iter()
+        .map(|h| {
+            let s = h.status();
+            let u = ctx.steer.usage(&h.id);
+            let dbm = s.signal.as_ref().and_then(|x| x.dbm());
+            ModemView {
+                id: s.id.clone(),
+                device: s.device.clone(),
+                state: serde_json::to_value(s.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                reason: s.reason.clone(),
+                since: s.since,
+                in_state_secs: (now - s.since).num_seconds().max(0) as u64,
+                paused: ctx.steer.is_paused(&h.id),
+                manufacturer: s.info.manufacturer.clone(),
+                model: s.info.model.clone(),
+                imei: s.info.imei.clone(),
+                operator: s.operator.clone(),
+                registration: s.registration.map(|r| format!("{r:?}").to_lowercase()),
+                signal_dbm: dbm,
+                signal_bars: proto::bars(dbm),
+                sent_today: u.sent_today,
+                failed_today: u.failed_today,
+                quota_per_day: u.per_day,
+                busy: u.busy,
+                storage: s.storage,
+                last_error: s.last_error.clone(),
+            }
+        })
+        .collect()
+}
+
+async fn queue(ctx: &Context) -> Result<Response, Response> {
+    let counts = ctx.store.counts().await.map_err(failed)?;
+    let activity = ctx.store.activity(Utc::now()).await.map_err(failed)?;
+    Ok(Response::ok(QueueView {
+        counts: counts
+            .into_iter()
+            .map(|(state, category, count)| QueueCount {
+                state,
+                category,
+                count,
+            })
+            .collect(),
+        oldest_due_id: activity.oldest_due.map(|(id, _)| id),
+        oldest_due_at: activity.oldest_due.map(|(_, at)| at),
+        sent_last_hour: activity.sent_last_hour,
+        delivered_last_hour: activity.delivered_last_hour,
+    }))
+}
+
+async fn view(ctx: &Context, row: OutboxRow) -> Result<MessageView, Response> {
+    let parts = ctx.store.parts(row.id).await.map_err(failed)?;
+    Ok(MessageView {
+        id: row.id,
+        recipient: row.recipient,
+        category: row.category,
+        priority: row.priority,
+        state: row.state,
+        delivery: row.delivery,
+        attempts: row.attempts,
+        last_error: row.last_error,
+        modem: row.modem,
+        parts_total: row.parts_total,
+        sent_at: row.sent_at,
+        external_ref: row.external_ref,
+        parts: parts
+            .into_iter()
+            .map(|p| PartView {
+                seq: p.seq,
+                total: p.total,
+                modem: p.modem,
+                mr: p.mr,
+                submitted_at: p.submitted_at,
+                status: p.status.as_str().into(),
+            })
+            .collect(),
+    })
+}
+
+async fn message(
+    ctx: &Context,
+    id: Option<i64>,
+    recipient: Option<String>,
+) -> Result<Response, Response> {
+    let rows = match (id, recipient) {
+        (Some(id), _) => ctx
+            .store
+            .get(id)
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .collect(),
+        (None, Some(r)) => ctx.store.find_recipient(&r).await.map_err(failed)?,
+        (None, None) => {
+            return Err(Response::err(
+                ErrorCode::BadRequest,
+                "message: give \"id\" or \"recipient\"",
+            ))
+        }
+    };
+    if rows.is_empty() {
+        return Err(Response::err(ErrorCode::NotFound, "no such message"));
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(view(ctx, r).await?);
+    }
+    Ok(Response::ok(out))
+}
+
+async fn operate(ctx: &Context, id: i64, a: OperatorAction, who: &str) -> Response {
+    match ctx.store.operate(id, a, Utc::now()).await {
+        Err(e) => failed(e),
+        Ok(true) => {
+            info!(peer = %who, id, action = ?a, to = a.to().as_str(), "message changed by an operator");
+            ctx.steer.wake();
+            Response::ok(Done {
+                message: format!("message {id} is now {}", a.to().as_str()),
+                mrs: Vec::new(),
+            })
+        }
+        Ok(false) => match ctx.store.get(id).await {
+            Err(e) => failed(e),
+            Ok(None) => Response::err(ErrorCode::NotFound, format!("no message {id}")),
+            Ok(Some(row)) => {
+                let from: Vec<&str> = a.from().iter().map(|s| s.as_str()).collect();
+                let mut from = from;
+                from.dedup();
+                Response::err(
+                    ErrorCode::Conflict,
+                    format!(
+                        "message {id} is {}; this applies only to {} messages",
+                        row.state,
+                        from.join(", ")
+                    ),
+                )
+            }
+        },
+    }
+}
+
+async fn test_send(
+    ctx: &Context,
+    id: &str,
+    to: &str,
+    text: &str,
+    who: &str,
+) -> Result<Response, Response> {
+    let h = modem(ctx, id)?;
+    let status = h.status();
+    if status.state != ModemState::Ready {
+        return Err(Response::err(
+            ErrorCode::Conflict,
+            format!(
+                "modem {id} is {:?}{}",
+                status.state,
+                status.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+        ));
+    }
+    let to = crate::store::contract::normalise_recipient(to);
+    let opts = SubmitOptions {
+        request_report: false,
+        ..SubmitOptions::default()
+    };
+    let parts = pdu::encode_submit(&to, text, &opts)
+        .map_err(|e| Response::err(ErrorCode::BadRequest, e.to_string()))?;
+    let report = h.send(parts).await;
+    let mrs: Vec<u8> = report.sent.iter().filter_map(|p| p.mr).collect();
+    match report.failure {
+        None => {
+            info!(peer = %who, modem = %id, ?mrs, "test message sent");
+            Ok(Response::ok(Done {
+                message: format!("sent through {id} ({} part(s))", report.sent.len()),
+                mrs,
+            }))
+        }
+        Some(f) => {
+            info!(peer = %who, modem = %id, reason = %f.reason, "test message failed");
+            Err(Response::err(
+                ErrorCode::Failed,
+                format!(
+                    "{id}: {} ({} part(s) accepted before the failure)",
+                    f.reason,
+                    report.sent.len()
+                ),
+            ))
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The status socket and the technician's CLI against a running daemon (SQLite,
+//! two simulated modems on real ptys): every request, malformed and hostile
+//! clients, authorisation by peer credentials, and the CLI's output.
+
+use serde_json::Value;
+use smsgw::config::{Config, Modem};
+use smsgw::daemon::Daemon;
+use smsgw::store::{NewMessage, Store};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn modem(id: &str, device: &str) -> Modem {
+    Modem {
+        id: id.into(),
+        device: device.into(),
+        baud: 115_200,
+        flow_control: Default::default(),
+        pin: None,
+        smsc: None,
+        vendor: None,
+        group: None,
+        init: vec![],
+        reset_command: None,
+        limits: None,
+        command_timeout_secs: None,
+        send_timeout_secs: None,
+    }
+}
+
+/// Runs the CLI off the async runtime (the daemon keeps running on it).
+async fn cli(args: Vec<String>, as_nobody: bool) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_smsgw"));
+        c.args(&args).env_remove("SMSGW_CONFIG");
+        if as_nobody {
+            c.uid(65534).gid(65534);
+        }
+        c.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(sock: &Path, a: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+    v.push("--socket".into());
+    v.push(sock.display().to_string());
+    v
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A raw protocol client: one line out, one line back.
+struct Raw {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+impl Raw {
+    fn connect(p: &Path) -> Raw {
+        let s = UnixStream::connect(p).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    fn ask(&mut self, line: &str) -> Value {
+        self.w.write_all(line.as_bytes()).unwrap();
+        self.w.write_all(b"\n").unwrap();
+        let mut out = String::new();
+        self.r.read_line(&mut out).unwrap();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+async fn wait_until<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..300 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn state_of(store: &Store, id: i64) -> String {
+    store.get(id).await.unwrap().unwrap().state
+}
+
+async fn wait_state(store: &Store, id: i64, want: &str) {
+    for _ in 0..300 {
+        if state_of(store, id).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "message {id} never became {want}: {:?}",
+        store.get(id).await.unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_socket_protocol_authorisation_and_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    // Others must traverse the directory to reach the socket (the nobody test).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let sock: PathBuf = dir.path().join("run/status.sock");
+    let mut cfg = Config::default();
+    cfg.database.url = format!("sqlite://{}/c.db", dir.path().display());
+    cfg.modems = vec![
+        modem("m1", "sim:generic:5-20"),
+        modem("m2", "sim:huawei:5-20"),
+    ];
+    cfg.quiet_hours.windows.clear();
+    cfg.sending.poll_secs = 1;
+    cfg.status.socket = sock.display().to_string();
+    cfg.status.group = Some("nogroup".into());
+    cfg.status.admin_group = Some("adm".into());
+    cfg.validate().unwrap();
+    let daemon = Daemon::start_from(cfg, Some("ctl".into()), Some("/etc/x.toml".into()))
+        .await
+        .unwrap();
+    let store: Store = daemon.store.clone();
+    assert!(daemon.initialised(Duration::from_secs(30)).await);
+
+    // The socket file: 0660, group nogroup.
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534);
+
+    // --- The protocol, request by request ---------------------------------
+    let mut c = Raw::connect(&sock);
+    let s = c.ask(r#"{"v":1,"req":"summary"}"#);
+    assert_eq!(s["ok"], true, "{s}");
+    assert_eq!(s["data"]["database"]["backend"], "sqlite");
+    assert_eq!(s["data"]["database"]["ok"], true);
+    assert_eq!(s["data"]["config_file"], "/etc/x.toml");
+    assert_eq!(s["data"]["modems_total"], 2);
+    let m = c.ask(r#"{"v":1,"req":"modems"}"#);
+    let ms = m["data"].as_array().unwrap();
+    assert_eq!(ms.len(), 2);
+    assert_eq!(ms[0]["id"], "m1");
+    assert_eq!(ms[0]["state"], "ready");
+    assert!(ms[0]["signal_dbm"].as_i64().unwrap() < 0, "{m}");
+    assert!(ms[1]["imei"].as_str().unwrap().len() >= 14, "{m}");
+    let q = c.ask(r#"{"v":1,"req":"queue"}"#);
+    assert_eq!(q["ok"], true);
+    assert_eq!(q["data"]["sent_last_hour"], 0);
+    // Malformed requests get typed refusals and the connection stays usable.
+    assert_eq!(code(&c.ask("{nope")), "bad_json");
+    assert_eq!(
+        code(&c.ask(r#"{"v":1,"req":"format_disk"}"#)),
+        "unknown_request"
+    );
+    assert_eq!(
+        code(&c.ask(r#"{"v":7,"req":"summary"}"#)),
+        "unsupported_version"
+    );
+    assert_eq!(code(&c.ask(r#"{"v":1,"req":"cancel"}"#)), "bad_request");
+    assert_eq!(code(&c.ask(r#"{"v":1,"req":"message"}"#)), "bad_request");
+    assert_eq!(
+        code(&c.ask(r#"{"v":1,"req":"message","id":999}"#)),
+        "not_found"
+    );
+    assert_eq!(
+        code(&c.ask(r#"{"v":1,"req":"pause","modem":"m9"}"#)),
+        "not_found"
+    );
+    assert_eq!(c.ask(r#"{"v":1,"req":"summary"}"#)["ok"], true);
+    // Oversized: refused, then the daemon hangs up on that client.
+    let mut big = Raw::connect(&sock);
+    let huge = format!(
+        r#"{{"v":1,"req":"summary","pad":"{}"}}"#,
+        "x".repeat(40_000)
+    );
+    let _ = big.w.write_all(huge.as_bytes());
+    let mut line = String::new();
+    big.r.read_line(&mut line).unwrap();
+    assert!(line.contains("too_large"), "{line}");
+    let mut rest = Vec::new();
+    assert_eq!(
+        big.r.read_to_end(&mut rest).unwrap_or(0),
+        0,
+        "connection closed"
+    );
+    // A client that asks a lot and disconnects without reading.
+    {
+        let mut rude = UnixStream::connect(&sock).unwrap();
+        for _ in 0..200 {
+            let _ = rude.write_all(b"{\"v\":1,\"req\":\"modems\"}\n");
+        }
+    }
+    // Many clients at once, and the daemon still answers.
+    let many: Vec<Raw> = (0..40).map(|_| Raw::connect(&sock)).collect();
+    drop(many);
+    assert_eq!(
+        Raw::connect(&sock).ask(r#"{"v":1,"req":"summary"}"#)["ok"],
+        true
+    );
+
+    // --- The CLI -----------------------------------------------------------
+    let o = cli(args(&sock, &["status"]), false).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("database  sqlite"), "{out}");
+    assert!(out.contains("modems    2/2 ready"), "{out}");
+    assert!(
+        out.contains("m1") && out.contains("m2") && out.contains("QUEUE"),
+        "{out}"
+    );
+    assert!(out.contains("dBm"), "signal shown: {out}");
+    let o = cli(args(&sock, &["status", "--json"]), false).await;
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["modems"].as_array().unwrap().len(), 2);
+    let o = cli(
+        args(&sock, &["watch", "--count", "2", "--interval", "1"]),
+        false,
+    )
+    .await;
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).matches("QUEUE").count(), 2);
+
+    // Pause everything: a new message waits; resume: it goes.
+    let o = cli(args(&sock, &["pause"]), false).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("paused"));
+    let id = store
+        .enqueue(&NewMessage::new(
+            "+8613800138001",
+            "您好，您的预约在明天上午9点。",
+        ))
+        .await
+        .unwrap()
+        .id;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(state_of(&store, id).await, "queued", "paused: nothing sent");
+    let o = cli(args(&sock, &["status"]), false).await;
+    assert!(stdout(&o).contains("PAUSED"), "{}", stdout(&o));
+    cli(args(&sock, &["resume"]), false).await;
+    wait_state(&store, id, "sent").await;
+    let o = cli(args(&sock, &["message", &id.to_string()]), false).await;
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("message {id}")) && out.contains("state sent"),
+        "{out}"
+    );
+    assert!(out.contains("part 1/1"), "{out}");
+    let o = cli(args(&sock, &["message", "--to", "13800138001"]), false).await;
+    assert!(
+        stdout(&o).contains(&format!("message {id}")),
+        "national form finds it"
+    );
+
+    // Pause one modem: its work goes to the other.
+    let o = cli(args(&sock, &["pause", "m1"]), false).await;
+    assert!(o.status.success());
+    let o = cli(args(&sock, &["modems"]), false).await;
+    assert!(stdout(&o).contains("ready PAUSED"), "{}", stdout(&o));
+    let id2 = store
+        .enqueue(&NewMessage::new("+8613800138002", "排队提醒：请到3号窗口"))
+        .await
+        .unwrap()
+        .id;
+    wait_state(&store, id2, "sent").await;
+    assert_eq!(
+        store.get(id2).await.unwrap().unwrap().modem.as_deref(),
+        Some("m2")
+    );
+    cli(args(&sock, &["resume", "m1"]), false).await;
+
+    // Cancel a scheduled message; a sent one cannot be cancelled; retry brings one back.
+    let mut later = NewMessage::new("+8613800138003", "明天的提醒");
+    later.send_at = Some(chrono::Utc::now() + chrono::Duration::hours(2));
+    let id3 = store.enqueue(&later).await.unwrap().id;
+    let o = cli(args(&sock, &["cancel", &id3.to_string()]), false).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(state_of(&store, id3).await, "cancelled");
+    let o = cli(args(&sock, &["cancel", &id.to_string()]), false).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is sent"), "{}", stderr(&o));
+    let o = cli(args(&sock, &["retry", &id3.to_string()]), false).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_state(&store, id3, "sent").await;
+
+    // Release ambiguous messages: one failed, one resent.
+    let mut held = Vec::new();
+    for n in 4..6 {
+        let mut m = NewMessage::new(&format!("+861380013800{n}"), "held");
+        m.send_at = Some(chrono::Utc::now() + chrono::Duration::hours(2));
+        let hid = store.enqueue(&m).await.unwrap().id;
+        store
+            .execute_raw(&format!(
+                "UPDATE outbox SET state = 'ambiguous', last_error = 'test' WHERE id = {hid}"
+            ))
+            .await
+            .unwrap();
+        held.push(hid);
+    }
+    let o = cli(
+        args(&sock, &["release", &held[0].to_string(), "fail"]),
+        false,
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(state_of(&store, held[0]).await, "failed");
+    let o = cli(
+        args(&sock, &["release", &held[1].to_string(), "resend"]),
+        false,
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_state(&store, held[1], "sent").await;
+
+    // A test message through a chosen modem reaches the (simulated) network.
+    let o = cli(
+        args(
+            &sock,
+            &[
+                "test-send",
+                "--modem",
+                "m2",
+                "--to",
+                "+8613900139000",
+                "--text",
+                "测试短信",
+            ],
+        ),
+        false,
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("message references"), "{}", stdout(&o));
+    let sub = daemon.sims["m2"].submitted();
+    assert!(sub
+        .iter()
+        .any(|s| s.to.ends_with("8613900139000") && s.text == "测试短信"));
+
+    // Reset a modem: it goes away and comes back ready.
+    let o = cli(args(&sock, &["reset", "m1"]), false).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h = daemon.modems[0].clone();
+    wait_until("m1 to reset", || {
+        h.status().state != smsgw::modem::ModemState::Ready
+    })
+    .await;
+    wait_until("m1 ready again", || {
+        h.status().state == smsgw::modem::ModemState::Ready
+    })
+    .await;
+
+    // The queue view counts what happened.
+    let o = cli(args(&sock, &["queue"]), false).await;
+    let out = stdout(&o);
+    assert!(out.contains("sent") && out.contains("failed"), "{out}");
+    assert!(out.contains("last hour: 4 sent"), "{out}");
+
+    // --- Authorisation by peer credentials ---------------------------------
+    if nix::unistd::getuid().is_root() {
+        // nobody (uid 65534) reaches the socket through its group, may read, may not steer.
+        let o = cli(args(&sock, &["status"]), true).await;
+        assert!(o.status.success(), "reads are open: {}", stderr(&o));
+        let o = cli(args(&sock, &["pause"]), true).await;
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(stderr(&o).contains("allowed to"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("\"adm\""), "{}", stderr(&o));
+        assert!(
+            !daemon.steer.all_paused(),
+            "the refused pause had no effect"
+        );
+    } else {
+        eprintln!("not root: the refusal of another user's control request is not exercised");
+    }
+
+    // --- A daemon that is not running: a human error -------------------------
+    daemon.shutdown().await;
+    assert!(!sock.exists(), "the socket file is removed at stop");
+    let o = cli(args(&sock, &["status"]), false).await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("is smsgw running? (systemctl status smsgw)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn a_second_daemon_does_not_steal_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let _first = smsgw::control::server::bind(&sock, None).await.unwrap();
+    let e = smsgw::control::server::bind(&sock, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already listening"), "{e}");
+    // A stale file (no listener behind it) is replaced.
+    drop(_first);
+    let again = smsgw::control::server::bind(&sock, None).await;
+    assert!(again.is_ok(), "{:?}", again.err());
+    let e = smsgw::control::server::bind(&dir.path().join("t.sock"), Some("no-such-group-x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no such group"), "{e}");
+}
