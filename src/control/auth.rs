@@ -4,8 +4,8 @@
 //! group): only its group may connect at all. Reads are then open to every peer;
 //! control requests need the peer's kernel-reported credentials (SO_PEERCRED) to
 //! be root, the daemon's own user, or a member of the configured admin group.
-//! Supplementary groups are read from `/proc/PID/status` of the peer, which is
-//! what the kernel itself checks file access against.
+//! Supplementary groups are read from `/proc/PID/status` of the peer (what the
+//! kernel itself checks file access against), else from the group database.
 
 use std::fmt;
 
@@ -71,11 +71,24 @@ pub fn groups_from_proc_status(text: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The peer's supplementary groups; empty if its /proc entry cannot be read (the
-/// peer then counts only with its uid and primary gid: a refusal, never a grant).
-pub fn peer_groups(pid: Option<i32>) -> Vec<u32> {
-    pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .map(|t| groups_from_proc_status(&t))
+/// The peer's supplementary groups: its process's own (/proc/PID/status), or,
+/// where /proc hides other users' processes (systemd's `ProtectProc=invisible`),
+/// its user's groups from the group database. Empty if neither can be read: the
+/// peer then counts only with its uid and primary gid (a refusal, never a grant).
+pub fn peer_groups(pid: Option<i32>, uid: u32, gid: u32) -> Vec<u32> {
+    if let Some(text) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+    {
+        return groups_from_proc_status(&text);
+    }
+    use nix::unistd::{getgrouplist, Gid, Uid, User};
+    let Some(user) = User::from_uid(Uid::from_raw(uid)).ok().flatten() else {
+        return Vec::new();
+    };
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return Vec::new();
+    };
+    getgrouplist(&name, Gid::from_raw(gid))
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
         .unwrap_or_default()
 }
 
@@ -131,5 +144,8 @@ mod tests {
         // Our own process has a readable entry.
         let own = std::fs::read_to_string("/proc/self/status").unwrap();
         assert!(own.contains("Groups:"));
+        // Without /proc: the group database (root is in group root everywhere).
+        let db = peer_groups(None, 0, 0);
+        assert!(db.contains(&0), "{db:?}");
     }
 }

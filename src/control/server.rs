@@ -129,7 +129,7 @@ fn peer_of(stream: &UnixStream) -> Option<Peer> {
         uid: c.uid(),
         gid: c.gid(),
         pid: c.pid(),
-        groups: peer_groups(c.pid()),
+        groups: peer_groups(c.pid(), c.uid(), c.gid()),
     })
 }
 

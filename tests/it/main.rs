@@ -10,6 +10,7 @@ mod control;
 mod daemon_e2e;
 mod daemon_faults;
 mod modem_e2e;
+mod packaging;
 mod pdu_props;
 mod pdu_vectors;
 mod store;
