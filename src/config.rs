@@ -29,6 +29,27 @@ pub struct Config {
     pub sending: Sending,
     pub opt_out: OptOut,
     pub log: Log,
+    pub metrics: Metrics,
+}
+
+/// The optional Prometheus endpoint (`GET /metrics`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Off by default.
+    pub enabled: bool,
+    /// Where to listen; loopback by default. Another address exposes modem and
+    /// queue figures to the network: put it behind a firewall.
+    pub listen: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            enabled: false,
+            listen: "127.0.0.1:9725".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -272,6 +293,12 @@ impl Config {
     /// Checks what serde cannot: values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.metrics.enabled && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(format!(
+                "[metrics] listen = {:?}: not an address:port (e.g. 127.0.0.1:9725)",
+                self.metrics.listen
+            ));
+        }
         let url = &self.database.url;
         if ![
             "sqlite:",

@@ -32,6 +32,8 @@ pub struct Daemon {
     pub steer: Arc<Steering>,
     /// The status socket's path, when it is enabled.
     pub socket: Option<PathBuf>,
+    /// The Prometheus endpoint's address, when it is enabled.
+    pub metrics: Option<std::net::SocketAddr>,
     stop: watch::Sender<bool>,
     control: Option<JoinHandle<()>>,
     reload: mpsc::Sender<Config>,
@@ -119,6 +121,7 @@ impl Daemon {
         }
         let steer = Arc::new(Steering::default());
         let status = cfg.status.clone();
+        let metrics_cfg = cfg.metrics.clone();
         let database_url = crate::store::redact_url(&cfg.database.url);
         let dispatcher =
             Dispatcher::new(cfg, store.clone(), owner.clone(), modems, steer.clone()).await?;
@@ -146,6 +149,20 @@ impl Daemon {
             info!(socket = %path.display(), "status socket listening");
             (Some(path), Some(task))
         };
+        let metrics = if metrics_cfg.enabled {
+            let sources = crate::metrics::Sources {
+                store: store.clone(),
+                modems: handles.clone(),
+                steer: steer.clone(),
+            };
+            let addr = crate::metrics::start(&metrics_cfg.listen, sources, stop_rx.clone())
+                .await
+                .with_context(|| format!("[metrics] listen {}", metrics_cfg.listen))?;
+            info!(%addr, "metrics at http://{addr}/metrics");
+            Some(addr)
+        } else {
+            None
+        };
         let (reload, reload_rx) = mpsc::channel(4);
         let task = tokio::spawn(dispatcher.run(ev_rx, stop_rx, reload_rx));
         info!(%owner, backend = store.backend(), modems = handles.len(), "smsgw started");
@@ -156,6 +173,7 @@ impl Daemon {
             owner,
             steer,
             socket,
+            metrics,
             stop,
             control,
             reload,

@@ -36,6 +36,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod dispatch;
+pub mod metrics;
 pub mod modem;
 pub mod pdu;
 pub mod sim;

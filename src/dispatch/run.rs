@@ -40,6 +40,17 @@ struct Done {
     recipient: String,
     total: i32,
     report: SendReport,
+    started: std::time::Instant,
+}
+
+/// The `smsgw_messages_total{outcome}` label of a completion.
+fn outcome(c: &Completion) -> &'static str {
+    use crate::store::State;
+    match c.transition().state {
+        State::Retrying => "retry",
+        State::Queued => "held",
+        other => other.as_str(),
+    }
 }
 
 /// The dispatcher's state.
@@ -277,6 +288,7 @@ impl Dispatcher {
     }
 
     async fn complete(&self, id: i64, c: Completion) -> crate::store::Result<()> {
+        metrics::counter!("smsgw_messages_total", "outcome" => outcome(&c)).increment(1);
         if !self.store.complete(&self.owner, id, &c, Utc::now()).await? {
             warn!(
                 id,
@@ -423,7 +435,11 @@ impl Dispatcher {
         self.publish_usage(&modem);
         let done = done.clone();
         let total = total as i32;
+        if self.cfg.log.bodies {
+            debug!(id = c.id, %recipient, %body, "message body");
+        }
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let report = handle.send(parts).await;
             let _ = done
                 .send(Done {
@@ -432,6 +448,7 @@ impl Dispatcher {
                     recipient,
                     total,
                     report,
+                    started,
                 })
                 .await;
         });
@@ -456,6 +473,16 @@ impl Dispatcher {
         self.publish_usage(&d.modem);
         self.global
             .record(d.report.sent.len() as u32, now, day_start);
+        let modem_label = d.modem.clone();
+        metrics::counter!("smsgw_parts_sent_total", "modem" => modem_label.clone())
+            .increment(d.report.sent.len() as u64);
+        metrics::histogram!("smsgw_send_duration_seconds", "modem" => modem_label.clone())
+            .record(d.started.elapsed().as_secs_f64());
+        if let Some(f) = &d.report.failure {
+            let class = format!("{:?}", f.class).to_lowercase();
+            metrics::counter!("smsgw_send_failures_total", "modem" => modem_label, "class" => class)
+                .increment(1);
+        }
         let id = d.claimed.id;
         for p in &d.report.sent {
             let rec = PartRecord {
@@ -497,6 +524,7 @@ impl Dispatcher {
                 c
             }
         };
+        metrics::counter!("smsgw_messages_total", "outcome" => outcome(&completion)).increment(1);
         let mut wait = Duration::from_millis(200);
         loop {
             match self.store.complete(&self.owner, id, &completion, now).await {
@@ -557,6 +585,8 @@ impl Dispatcher {
                             report_at: now,
                             discharge_at: sr.discharge_time.to_utc().unwrap_or(now),
                         };
+                        metrics::counter!("smsgw_delivery_reports_total", "status" => status.as_str())
+                            .increment(1);
                         match self.store.apply_report(&u).await {
                             Ok(Some(id)) => {
                                 info!(id, modem = %modem, mr = u.mr, status = %sr.status.meaning, "delivery report");
@@ -662,6 +692,11 @@ impl Dispatcher {
             return false;
         }
         info!(modem, from = %sender, parts, opt_out, "incoming message");
+        if self.cfg.log.bodies {
+            debug!(modem, from = %sender, %body, "incoming body");
+        }
+        metrics::counter!("smsgw_incoming_messages_total", "modem" => modem.to_string())
+            .increment(1);
         if opt_out {
             if let Err(e) = self
                 .store

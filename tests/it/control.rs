@@ -422,3 +422,78 @@ async fn a_second_daemon_does_not_steal_the_socket() {
         .to_string();
     assert!(e.contains("no such group"), "{e}");
 }
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_endpoint_counts_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let mut cfg = Config::default();
+    cfg.database.url = format!("sqlite://{}/m.db", dir.path().display());
+    cfg.modems = vec![modem("m1", "sim:generic:5-20")];
+    cfg.quiet_hours.windows.clear();
+    cfg.sending.poll_secs = 1;
+    cfg.status.socket = String::new();
+    cfg.metrics.enabled = true;
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    cfg.validate().unwrap();
+    let daemon = Daemon::start(cfg, Some("metrics".into())).await.unwrap();
+    let addr = daemon.metrics.expect("metrics enabled");
+    assert!(addr.ip().is_loopback());
+    let store = daemon.store.clone();
+    let long = "中秋快乐！".repeat(20); // 100 UCS2 characters: two parts
+    let id = store
+        .enqueue(&NewMessage::new("+8613800138009", &long))
+        .await
+        .unwrap()
+        .id;
+    wait_state(&store, id, "sent").await;
+    // Gauges refresh every 5 s (queue depth every 15 s); the first pass runs at once.
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+            .await
+            .unwrap();
+        if body.contains("smsgw_modem_up{modem=\"m1\"} 1")
+            && body.contains("smsgw_queue_messages{state=\"sent\"} 1")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    assert!(
+        body.contains("smsgw_parts_sent_total{modem=\"m1\"} 2"),
+        "{body}"
+    );
+    assert!(
+        body.contains("smsgw_messages_total{outcome=\"sent\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("smsgw_modem_up{modem=\"m1\"} 1"), "{body}");
+    assert!(
+        body.contains("smsgw_modem_signal_dbm{modem=\"m1\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("smsgw_queue_messages{state=\"sent\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("smsgw_send_duration_seconds_bucket{modem=\"m1\",le=\"0.5\"}"),
+        "a histogram, not a summary: {body}"
+    );
+    let other = tokio::task::spawn_blocking(move || http_get(addr, "/"))
+        .await
+        .unwrap();
+    assert!(other.starts_with("HTTP/1.0 404"), "{other}");
+    daemon.shutdown().await;
+}
