@@ -86,7 +86,7 @@ async fn refresh(src: Sources, handle: PrometheusHandle, mut stop: watch::Receiv
             let u = src.steer.usage(&id);
             metrics::gauge!("smsgw_modem_sent_today", "modem" => id).set(f64::from(u.sent_today));
         }
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             match src.store.counts().await {
                 Ok(rows) => {
                     let mut per = std::collections::BTreeMap::<String, i64>::new();
