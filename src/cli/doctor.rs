@@ -50,6 +50,9 @@ pub fn diagnose(s: &ModemStatus, device: &str, baud: u32) -> Vec<Finding> {
                      the port (systemctl stop ModemManager, or the udev rule in systemd/)"
                 )));
             } else {
+                let reason = reason
+                    .strip_prefix(&format!("cannot open {device}: "))
+                    .unwrap_or(&reason);
                 f.push(Problem(format!(
                     "cannot use {device}: {reason}. Check the path (ls -l /dev/serial/by-id/), that \
                      the smsgw user is in the dialout group, and that no other program has the port open"

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn sim(dir: &Path, name: &str, extra: &[&str]) -> Child {
+pub(crate) fn sim(dir: &Path, name: &str, extra: &[&str]) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_smsgw"))
         .args(["sim", "--id", name, "--link"])
         .arg(dir.join(name))
@@ -63,7 +63,7 @@ fn records(dir: &Path) -> Vec<Rec> {
 }
 
 /// Kills the child processes however the test ends.
-struct Reap(Vec<Child>);
+pub(crate) struct Reap(pub(crate) Vec<Child>);
 
 impl Drop for Reap {
     fn drop(&mut self) {

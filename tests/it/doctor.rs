@@ -1,0 +1,58 @@
+//! `smsgw doctor` against simulated modems on real ptys: a healthy modem, a SIM
+//! that wants a PIN (without and with it), a modem off the network, a port that
+//! does not exist. Each finding is what a technician would act on.
+
+use crate::daemon_faults::{sim, Reap};
+use std::process::{Command, Output};
+
+fn doctor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .arg("doctor")
+        .args(args)
+        .args(["--timeout", "20"])
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn doctor_explains_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _sims = Reap(vec![
+        sim(d, "ok", &["--profile", "huawei"]),
+        sim(d, "pin", &["--pin", "2468"]),
+        sim(d, "off", &["--deregistered"]),
+    ]);
+    let dev = |n: &str| d.join(n).display().to_string();
+
+    let o = doctor(&["--device", &dev("ok")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("answers AT commands at 115200 baud"), "{t}");
+    assert!(t.contains("ready to send"), "{t}");
+    assert!(t.contains("SMS centre"), "{t}");
+    assert!(!t.contains("PROBLEM"), "{t}");
+
+    let o = doctor(&["--device", &dev("pin")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("asks for a PIN"), "{}", text(&o));
+    let o = doctor(&["--device", &dev("pin"), "--pin", "2468"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("2468"), "the PIN is never printed");
+
+    let o = doctor(&["--device", &dev("off")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not registered"), "{}", text(&o));
+
+    let o = doctor(&["--device", "/dev/serial/by-id/usb-nothing-here"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("cannot use /dev/serial/by-id/usb-nothing-here"),
+        "{}",
+        text(&o)
+    );
+}
