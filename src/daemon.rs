@@ -7,9 +7,9 @@
 
 use crate::config::Config;
 use crate::control::{auth, server};
-use crate::dispatch::run::Dispatcher;
+use crate::dispatch::run::{Dispatcher, Reload};
 use crate::dispatch::steer::Steering;
-use crate::modem::{self, ModemHandle};
+use crate::modem::{self, Fleet, ModemEvent, ModemHandle};
 use crate::sim::{self, SimConfig, SimHandle};
 use crate::store::Store;
 use anyhow::Context;
@@ -24,7 +24,8 @@ use tracing::{info, warn};
 /// A running daemon.
 pub struct Daemon {
     pub store: Store,
-    pub modems: Vec<ModemHandle>,
+    /// The modems now configured (SIGHUP may add or remove some).
+    pub fleet: Fleet,
     /// Simulated modems started for `sim:` devices, by modem id.
     pub sims: HashMap<String, SimHandle>,
     pub owner: String,
@@ -36,8 +37,12 @@ pub struct Daemon {
     pub metrics: Option<std::net::SocketAddr>,
     stop: watch::Sender<bool>,
     control: Option<JoinHandle<()>>,
-    reload: mpsc::Sender<Config>,
+    reload: mpsc::Sender<Reload>,
     task: JoinHandle<()>,
+    /// The modem sections the running actors were started from.
+    configured: Vec<crate::config::Modem>,
+    events: mpsc::Sender<ModemEvent>,
+    state_dir: PathBuf,
 }
 
 /// `sim:PROFILE[:MIN-MAX]` -> the simulator's configuration (latency in ms).
@@ -104,21 +109,12 @@ impl Daemon {
         let mut modems = Vec::new();
         let mut handles = Vec::new();
         for m in &cfg.modems {
-            let mut mc = cfg.modem_config(m);
-            if let Some(spec) = m.device.strip_prefix("sim:") {
-                std::fs::create_dir_all(&state_dir)
-                    .with_context(|| format!("creating {}", state_dir.display()))?;
-                let link = state_dir.join(format!("sim-{owner}-{}", m.id));
-                let h = sim::spawn(sim_config(&m.id, spec)?, Some(link.clone()), None)
-                    .await
-                    .with_context(|| format!("[[modem]] {}: starting the simulator", m.id))?;
-                mc.device = link.display().to_string();
-                sims.insert(m.id.clone(), h);
-            }
-            let h = modem::spawn(mc, ev_tx.clone());
+            let h = start_modem(&cfg, m, &state_dir, &owner, &ev_tx, &mut sims).await?;
             handles.push(h.clone());
             modems.push((m.clone(), h));
         }
+        let configured = cfg.modems.clone();
+        let fleet = Fleet::new(handles);
         let steer = Arc::new(Steering::default());
         let status = cfg.status.clone();
         let metrics_cfg = cfg.metrics.clone();
@@ -133,7 +129,7 @@ impl Daemon {
             let listener = server::bind(&path, status.group.as_deref()).await?;
             let ctx = Arc::new(server::Context {
                 store: store.clone(),
-                modems: handles.clone(),
+                modems: fleet.clone(),
                 steer: steer.clone(),
                 policy: auth::Policy {
                     own_uid: nix::unistd::getuid().as_raw(),
@@ -152,7 +148,7 @@ impl Daemon {
         let metrics = if metrics_cfg.enabled {
             let sources = crate::metrics::Sources {
                 store: store.clone(),
-                modems: handles.clone(),
+                modems: fleet.clone(),
                 steer: steer.clone(),
             };
             let addr = crate::metrics::start(&metrics_cfg.listen, sources, stop_rx.clone())
@@ -165,10 +161,13 @@ impl Daemon {
         };
         let (reload, reload_rx) = mpsc::channel(4);
         let task = tokio::spawn(dispatcher.run(ev_rx, stop_rx, reload_rx));
-        info!(%owner, backend = store.backend(), modems = handles.len(), "smsgw started");
+        info!(%owner, backend = store.backend(), modems = configured.len(), "smsgw started");
         Ok(Daemon {
             store,
-            modems: handles,
+            fleet,
+            configured,
+            events: ev_tx,
+            state_dir,
             sims,
             owner,
             steer,
@@ -184,12 +183,12 @@ impl Daemon {
     /// Waits until every modem has left `initialising` (ready, or a reason why
     /// not), at most `max`: then the daemon is ready in systemd's sense.
     pub async fn initialised(&self, max: Duration) -> bool {
-        all_initialised(&self.modems, max).await
+        all_initialised(&self.fleet.list(), max).await
     }
 
     /// One line for systemd's STATUS= and the logs.
     pub fn status_line(&self) -> String {
-        status_line(&self.modems, &self.steer)
+        status_line(&self.fleet.list(), &self.steer)
     }
 
     /// Talks to systemd when started by it (`NOTIFY_SOCKET` set; a no-op otherwise):
@@ -197,14 +196,14 @@ impl Daemon {
     /// and WATCHDOG=1 at a third of `WatchdogSec` only while the dispatcher's loop
     /// has beaten within `WatchdogSec`: a wedged dispatcher gets the service restarted.
     pub fn spawn_systemd(&self) -> JoinHandle<()> {
-        let modems = self.modems.clone();
+        let fleet = self.fleet.clone();
         let steer = self.steer.clone();
         tokio::spawn(async move {
             if std::env::var_os("NOTIFY_SOCKET").is_none() {
                 return;
             }
-            let all = all_initialised(&modems, Duration::from_secs(90)).await;
-            let line = status_line(&modems, &steer);
+            let all = all_initialised(&fleet.list(), Duration::from_secs(90)).await;
+            let line = status_line(&fleet.list(), &steer);
             if !all {
                 warn!("some modems are still initialising; reporting ready anyway");
             }
@@ -232,7 +231,7 @@ impl Daemon {
                     }
                 }
                 if last_status_at.elapsed() >= Duration::from_secs(10) {
-                    let line = status_line(&modems, &steer);
+                    let line = status_line(&fleet.list(), &steer);
                     if line != last_status {
                         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
                         last_status = line;
@@ -243,9 +242,95 @@ impl Daemon {
         })
     }
 
-    /// Applies a reloaded configuration (what can change safely; see `Dispatcher::reload`).
-    pub async fn reload(&self, cfg: Config) {
-        let _ = self.reload.send(cfg).await;
+    /// The modems now configured, in order.
+    pub fn modems(&self) -> Vec<ModemHandle> {
+        self.fleet.list()
+    }
+
+    /// Applies a reloaded configuration (SIGHUP): limits, quiet hours, opt-out and
+    /// sending policy (see `Dispatcher::reload`), and the modem list: a new
+    /// `[[modem]]` starts, a removed one stops taking work, finishes its send in
+    /// flight and closes. A modem whose port settings changed (device, baud, PIN...)
+    /// keeps running as it was until a restart: reopening it under a send in flight
+    /// could leave a message ambiguous.
+    pub async fn reload(&mut self, cfg: Config) {
+        let old: HashMap<&str, &crate::config::Modem> =
+            self.configured.iter().map(|m| (m.id.as_str(), m)).collect();
+        let mut added = Vec::new();
+        let mut kept = Vec::new();
+        for m in &cfg.modems {
+            match old.get(m.id.as_str()) {
+                Some(o) => {
+                    let port_only = |x: &crate::config::Modem| crate::config::Modem {
+                        group: None,
+                        limits: None,
+                        ..x.clone()
+                    };
+                    if port_only(o) != port_only(m) {
+                        warn!(modem = %m.id, "reload: port settings changed; they apply after a restart");
+                        kept.push(crate::config::Modem {
+                            group: m.group.clone(),
+                            limits: m.limits,
+                            ..(*o).clone()
+                        });
+                    } else {
+                        kept.push(m.clone());
+                    }
+                }
+                None => {
+                    match start_modem(
+                        &cfg,
+                        m,
+                        &self.state_dir,
+                        &self.owner,
+                        &self.events,
+                        &mut self.sims,
+                    )
+                    .await
+                    {
+                        Ok(h) => {
+                            info!(modem = %m.id, device = %m.device, "reload: modem added");
+                            self.fleet.add(h.clone());
+                            added.push((m.clone(), h));
+                            kept.push(m.clone());
+                        }
+                        Err(e) => warn!(modem = %m.id, error = %format!("{e:#}"), "reload: modem not added"),
+                    }
+                }
+            }
+        }
+        let removed: Vec<String> = self
+            .configured
+            .iter()
+            .filter(|o| !cfg.modems.iter().any(|m| m.id == o.id))
+            .map(|o| o.id.clone())
+            .collect();
+        for id in &removed {
+            info!(modem = %id, "reload: modem removed (finishing its send in flight)");
+            if let Some(h) = self.fleet.remove(id) {
+                if let Some(sim) = self.sims.remove(id) {
+                    // The simulator goes once its modem has closed.
+                    let mut w = h.watch();
+                    tokio::spawn(async move {
+                        while w.borrow().state != crate::modem::ModemState::Stopped {
+                            if w.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                        sim.control(sim::Control::Stop);
+                    });
+                }
+            }
+        }
+        self.configured = kept;
+        let _ = self
+            .reload
+            .send(Reload {
+                cfg,
+                added,
+                removed,
+            })
+            .await;
     }
 
     /// Ordered stop: finish the sends in flight, then close the modems.
@@ -255,7 +340,7 @@ impl Daemon {
         if let Some(c) = self.control {
             let _ = c.await;
         }
-        for m in &self.modems {
+        for m in &self.fleet.list() {
             m.shutdown().await;
         }
         for s in self.sims.values() {
@@ -299,4 +384,27 @@ async fn all_initialised(modems: &[ModemHandle], max: Duration) -> bool {
         }
     }
     true
+}
+
+/// Starts one modem's actor (and, for a `sim:` device, its simulator).
+async fn start_modem(
+    cfg: &Config,
+    m: &crate::config::Modem,
+    state_dir: &std::path::Path,
+    owner: &str,
+    events: &mpsc::Sender<ModemEvent>,
+    sims: &mut HashMap<String, SimHandle>,
+) -> anyhow::Result<ModemHandle> {
+    let mut mc = cfg.modem_config(m);
+    if let Some(spec) = m.device.strip_prefix("sim:") {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let link = state_dir.join(format!("sim-{owner}-{}", m.id));
+        let h = sim::spawn(sim_config(&m.id, spec)?, Some(link.clone()), None)
+            .await
+            .with_context(|| format!("[[modem]] {}: starting the simulator", m.id))?;
+        mc.device = link.display().to_string();
+        sims.insert(m.id.clone(), h);
+    }
+    Ok(modem::spawn(mc, events.clone()))
 }

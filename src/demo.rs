@@ -18,8 +18,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.database.url
     );
     let d = Daemon::start(cfg, None).await?;
-    let mut w: Vec<_> = d.modems.iter().map(|m| m.watch()).collect();
-    for (m, w) in d.modems.iter().zip(w.iter_mut()) {
+    let mut w: Vec<_> = d.modems().iter().map(|m| m.watch()).collect();
+    for (m, w) in d.modems().iter().zip(w.iter_mut()) {
         let _ = tokio::time::timeout(Duration::from_secs(20), async {
             while w.borrow_and_update().state != crate::modem::ModemState::Ready {
                 if w.changed().await.is_err() {

@@ -13,7 +13,7 @@
 //! - `queue_messages{state}` (from the database, every 15 s)
 
 use crate::dispatch::steer::Steering;
-use crate::modem::{ModemHandle, ModemState};
+use crate::modem::{Fleet, ModemState};
 use crate::store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -49,7 +49,7 @@ fn recorder() -> PrometheusHandle {
 /// What the gauges are read from.
 pub struct Sources {
     pub store: Store,
-    pub modems: Vec<ModemHandle>,
+    pub modems: Fleet,
     pub steer: Arc<Steering>,
 }
 
@@ -75,7 +75,7 @@ async fn refresh(src: Sources, handle: PrometheusHandle, mut stop: watch::Receiv
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
-        for m in &src.modems {
+        for m in &src.modems.list() {
             let s = m.status();
             let id = m.id.clone();
             let up = f64::from(u8::from(s.state == ModemState::Ready));

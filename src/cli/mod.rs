@@ -310,7 +310,7 @@ fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         let file = path
             .map(|p| p.display().to_string())
             .or_else(|| Some(crate::config::DEFAULT_PATH.to_string()).filter(|p| std::path::Path::new(p).exists()));
-        let daemon = crate::daemon::Daemon::start_from(cfg, None, file).await?;
+        let mut daemon = crate::daemon::Daemon::start_from(cfg, None, file).await?;
         let systemd = daemon.spawn_systemd();
         let mut term = signal(SignalKind::terminate())?;
         let mut hup = signal(SignalKind::hangup())?;

@@ -12,7 +12,7 @@ use super::proto::{
     Request, Response, Summary,
 };
 use crate::dispatch::steer::Steering;
-use crate::modem::{ModemHandle, ModemState};
+use crate::modem::{Fleet, ModemHandle, ModemState};
 use crate::pdu::{self, SubmitOptions};
 use crate::store::{OperatorAction, OutboxRow, Store};
 use chrono::{DateTime, Utc};
@@ -43,7 +43,7 @@ pub enum BindError {
 /// Everything a request may look at or act on.
 pub struct Context {
     pub store: Store,
-    pub modems: Vec<ModemHandle>,
+    pub modems: Fleet,
     pub steer: Arc<Steering>,
     pub policy: Policy,
     pub owner: String,
@@ -200,9 +200,10 @@ async fn reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::i
     w.write_all(&out).await
 }
 
-fn modem<'a>(ctx: &'a Context, id: &str) -> Result<&'a ModemHandle, Response> {
-    ctx.modems.iter().find(|m| m.id == id).ok_or_else(|| {
-        let known: Vec<&str> = ctx.modems.iter().map(|m| m.id.as_str()).collect();
+fn modem(ctx: &Context, id: &str) -> Result<ModemHandle, Response> {
+    ctx.modems.get(id).ok_or_else(|| {
+        let all = ctx.modems.list();
+        let known: Vec<&str> = all.iter().map(|m| m.id.as_str()).collect();
         Response::err(
             ErrorCode::NotFound,
             format!("no modem {id:?}; configured: {}", known.join(", ")),
@@ -309,8 +310,8 @@ async fn summary(ctx: &Context) -> Response {
             }),
         Err(_) => (-1, -1),
     };
-    let ready = ctx
-        .modems
+    let modems = ctx.modems.list();
+    let ready = modems
         .iter()
         .filter(|m| m.status().state == ModemState::Ready)
         .count();
@@ -327,7 +328,7 @@ async fn summary(ctx: &Context) -> Response {
             ok,
             error,
         },
-        modems_total: ctx.modems.len(),
+        modems_total: modems.len(),
         modems_ready: ready,
         sending_paused: ctx.steer.all_paused(),
         waiting,
@@ -339,6 +340,7 @@ async fn summary(ctx: &Context) -> Response {
 pub fn modem_views(ctx: &Context) -> Vec<ModemView> {
     let now = Utc::now();
     ctx.modems
+        .list()
         .iter()
         .map(|h| {
             let s = h.status();

@@ -31,6 +31,16 @@ pub struct Slot {
     /// Failed sends since `failed_day` (local midnight), for the status view.
     pub failed_today: u32,
     pub failed_day: DateTime<Utc>,
+    /// Removed from the configuration: takes no work, closes after its send in flight.
+    pub retiring: bool,
+}
+
+/// A reloaded configuration (SIGHUP) with the modems the daemon started or
+/// removed because of it.
+pub struct Reload {
+    pub cfg: Config,
+    pub added: Vec<(crate::config::Modem, ModemHandle)>,
+    pub removed: Vec<String>,
 }
 
 /// A send that finished.
@@ -98,6 +108,7 @@ impl Dispatcher {
                     busy: false,
                     failed_today: 0,
                     failed_day: day_start,
+                    retiring: false,
                 };
                 (m.id, slot)
             })
@@ -139,15 +150,19 @@ impl Dispatcher {
         }
     }
 
-    /// Ready, and not paused by an operator.
+    /// Ready, configured, and not paused by an operator.
     fn usable(&self, id: &str, slot: &Slot) -> bool {
-        slot.handle.status().state == ModemState::Ready && !self.steer.is_paused(id)
+        !slot.retiring
+            && slot.handle.status().state == ModemState::Ready
+            && !self.steer.is_paused(id)
     }
 
-    /// Runs until `stop` turns true; then finishes the sends in flight and returns.
     /// Applies what can change safely while running (SIGHUP): limits, quiet hours,
-    /// opt-out and sending policy. The database and the modem list need a restart.
-    pub fn reload(&mut self, new: Config) {
+    /// opt-out and sending policy; modems added (their daily counts seeded from the
+    /// database) and removed (closed once their send in flight is recorded). The
+    /// database needs a restart.
+    pub async fn reload(&mut self, r: Reload) {
+        let new = r.cfg;
         let Some(quiet) = QuietHours::from_config(&new.quiet_hours) else {
             warn!("reload: invalid [quiet_hours]; keeping the old configuration");
             return;
@@ -155,9 +170,41 @@ impl Dispatcher {
         if new.database.url != self.cfg.database.url {
             warn!("reload: [database] url changed; that needs a restart");
         }
-        let ids: Vec<&str> = new.modems.iter().map(|m| m.id.as_str()).collect();
-        if ids.len() != self.slots.len() || ids.iter().any(|id| !self.slots.contains_key(*id)) {
-            warn!("reload: the modem list changed; adding or removing modems needs a restart");
+        let now = Utc::now();
+        let day_start = quiet.day_start(now);
+        if !r.added.is_empty() {
+            let sent: HashMap<String, i64> = match self.store.parts_sent_since(day_start).await {
+                Ok(v) => v.into_iter().collect(),
+                Err(e) => {
+                    warn!(error = %e, "reload: daily counts unavailable; new modems start at 0");
+                    HashMap::new()
+                }
+            };
+            for (m, handle) in r.added {
+                let today = sent.get(&m.id).copied().unwrap_or(0) as u32;
+                self.slots.insert(
+                    m.id.clone(),
+                    Slot {
+                        handle,
+                        group: m.group.clone(),
+                        limits: m.limits.unwrap_or(new.limits),
+                        window: RateWindow::seeded(today, day_start),
+                        busy: false,
+                        failed_today: 0,
+                        failed_day: day_start,
+                        retiring: false,
+                    },
+                );
+                self.publish_usage(&m.id);
+            }
+        }
+        for id in r.removed {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.retiring = true;
+                if !slot.busy {
+                    self.retire(&id).await;
+                }
+            }
         }
         for m in &new.modems {
             if let Some(slot) = self.slots.get_mut(&m.id) {
@@ -170,14 +217,27 @@ impl Dispatcher {
         self.cfg.quiet_hours = new.quiet_hours;
         self.cfg.opt_out = new.opt_out;
         self.cfg.sending = new.sending;
-        info!("configuration reloaded (limits, quiet hours, opt-out, sending)");
+        self.cfg.modems = new.modems;
+        info!(
+            modems = self.slots.len(),
+            "configuration reloaded (limits, quiet hours, opt-out, sending, modems)"
+        );
     }
 
+    /// Closes a removed modem whose last send is recorded.
+    async fn retire(&mut self, id: &str) {
+        if let Some(slot) = self.slots.remove(id) {
+            slot.handle.shutdown().await;
+            info!(modem = %id, "modem closed (removed from the configuration)");
+        }
+    }
+
+    /// Runs until `stop` turns true; then finishes the sends in flight and returns.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<ModemEvent>,
         mut stop: watch::Receiver<bool>,
-        mut reload: mpsc::Receiver<Config>,
+        mut reload: mpsc::Receiver<Reload>,
     ) {
         let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
         let mut listener = match self.store.listener().await {
@@ -221,7 +281,7 @@ impl Dispatcher {
                 _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending().await } } => {}
                 Some(d) = done_rx.recv() => { in_flight -= 1; self.finish(d).await; }
                 Some(ev) = events.recv() => self.on_event(ev).await,
-                Some(c) = reload.recv() => self.reload(c),
+                Some(r) = reload.recv() => self.reload(r).await,
                 _ = housekeeping.tick() => self.housekeeping().await,
             }
         }
@@ -543,6 +603,9 @@ impl Dispatcher {
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
             }
+        }
+        if self.slots.get(&d.modem).is_some_and(|s| s.retiring) {
+            self.retire(&d.modem).await;
         }
     }
 

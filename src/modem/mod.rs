@@ -295,3 +295,34 @@ impl ModemHandle {
         let _ = self.tx.send(Request::Shutdown).await;
     }
 }
+
+/// The modems currently configured, shared by the dispatcher's owner, the status
+/// socket, metrics and systemd's status line. It changes when SIGHUP adds or removes
+/// a modem; readers take a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet(std::sync::Arc<std::sync::RwLock<Vec<ModemHandle>>>);
+
+impl Fleet {
+    pub fn new(handles: Vec<ModemHandle>) -> Fleet {
+        Fleet(std::sync::Arc::new(std::sync::RwLock::new(handles)))
+    }
+
+    /// A snapshot, in configuration order.
+    pub fn list(&self) -> Vec<ModemHandle> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<ModemHandle> {
+        self.list().into_iter().find(|m| m.id == id)
+    }
+
+    pub fn add(&self, h: ModemHandle) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).push(h);
+    }
+
+    pub fn remove(&self, id: &str) -> Option<ModemHandle> {
+        let mut v = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let i = v.iter().position(|m| m.id == id)?;
+        Some(v.remove(i))
+    }
+}

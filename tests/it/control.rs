@@ -357,7 +357,7 @@ async fn status_socket_protocol_authorisation_and_cli() {
     // Reset a modem: it goes away and comes back ready.
     let o = cli(args(&sock, &["reset", "m1"]), false).await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let h = daemon.modems[0].clone();
+    let h = daemon.modems()[0].clone();
     wait_until("m1 to reset", || {
         h.status().state != smsgw::modem::ModemState::Ready
     })

@@ -353,3 +353,72 @@ async fn a_reminder_overtakes_a_running_campaign() {
     );
     d.shutdown().await;
 }
+
+/// SIGHUP's modem list: a new `[[modem]]` starts and takes work; a removed one
+/// takes no more work, closes, and its messages go through the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_modems() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let url = format!("sqlite://{}/r.db", dir.path().display());
+    let one = config(&url, vec![modem("m1", "sim:generic:5-20")]);
+    let mut d = Daemon::start(one.clone(), Some(owner("reload"))).await.unwrap();
+    assert!(d.initialised(Duration::from_secs(30)).await);
+    assert_eq!(d.modems().len(), 1);
+
+    // Add m2 (and keep m1).
+    let two = config(
+        &url,
+        vec![modem("m1", "sim:generic:5-20"), modem("m2", "sim:huawei:5-20")],
+    );
+    d.reload(two).await;
+    let ids: Vec<String> = d.modems().iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    assert!(d.initialised(Duration::from_secs(30)).await, "m2 initialises");
+    d.steer.pause(Some("m1"));
+    let store = d.store.clone();
+    let id = store
+        .enqueue(&NewMessage::new("+8613800138100", "新增的猫发送"))
+        .await
+        .unwrap()
+        .id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.get(id).await.unwrap().unwrap().state != "sent" {
+        assert!(tokio::time::Instant::now() < deadline, "not sent by the added modem");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.get(id).await.unwrap().unwrap().modem.as_deref(), Some("m2"));
+    d.steer.resume(None);
+
+    // Remove m1: it closes; everything goes through m2.
+    let m1 = d.modems()[0].clone();
+    let only_m2 = config(&url, vec![modem("m2", "sim:huawei:5-20")]);
+    d.reload(only_m2).await;
+    assert_eq!(d.modems().len(), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while m1.status().state != smsgw::modem::ModemState::Stopped {
+        assert!(tokio::time::Instant::now() < deadline, "m1 did not close");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            store
+                .enqueue(&NewMessage::new(&format!("+86138001382{i:02}"), "之后的消息"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let counts = settle(&store, Duration::from_secs(30)).await;
+    assert_eq!(counts.get(&("sent".into(), "delivered".into())), Some(&7), "{counts:?}");
+    for id in ids {
+        assert_eq!(store.get(id).await.unwrap().unwrap().modem.as_deref(), Some("m2"));
+    }
+    // A changed port setting is not applied under a running modem.
+    let mut moved = config(&url, vec![modem("m2", "/dev/ttyUSB9")]);
+    moved.limits.per_day = 500;
+    d.reload(moved).await;
+    assert_eq!(d.modems()[0].status().state, smsgw::modem::ModemState::Ready);
+    d.shutdown().await;
+}
