@@ -294,7 +294,9 @@ impl Daemon {
                             added.push((m.clone(), h));
                             kept.push(m.clone());
                         }
-                        Err(e) => warn!(modem = %m.id, error = %format!("{e:#}"), "reload: modem not added"),
+                        Err(e) => {
+                            warn!(modem = %m.id, error = %format!("{e:#}"), "reload: modem not added")
+                        }
                     }
                 }
             }

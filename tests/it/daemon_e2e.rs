@@ -362,19 +362,27 @@ async fn reload_adds_and_removes_modems() {
     std::env::set_var("STATE_DIRECTORY", dir.path());
     let url = format!("sqlite://{}/r.db", dir.path().display());
     let one = config(&url, vec![modem("m1", "sim:generic:5-20")]);
-    let mut d = Daemon::start(one.clone(), Some(owner("reload"))).await.unwrap();
+    let mut d = Daemon::start(one.clone(), Some(owner("reload")))
+        .await
+        .unwrap();
     assert!(d.initialised(Duration::from_secs(30)).await);
     assert_eq!(d.modems().len(), 1);
 
     // Add m2 (and keep m1).
     let two = config(
         &url,
-        vec![modem("m1", "sim:generic:5-20"), modem("m2", "sim:huawei:5-20")],
+        vec![
+            modem("m1", "sim:generic:5-20"),
+            modem("m2", "sim:huawei:5-20"),
+        ],
     );
     d.reload(two).await;
     let ids: Vec<String> = d.modems().iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids, ["m1", "m2"]);
-    assert!(d.initialised(Duration::from_secs(30)).await, "m2 initialises");
+    assert!(
+        d.initialised(Duration::from_secs(30)).await,
+        "m2 initialises"
+    );
     d.steer.pause(Some("m1"));
     let store = d.store.clone();
     let id = store
@@ -384,10 +392,16 @@ async fn reload_adds_and_removes_modems() {
         .id;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while store.get(id).await.unwrap().unwrap().state != "sent" {
-        assert!(tokio::time::Instant::now() < deadline, "not sent by the added modem");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not sent by the added modem"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(store.get(id).await.unwrap().unwrap().modem.as_deref(), Some("m2"));
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().modem.as_deref(),
+        Some("m2")
+    );
     d.steer.resume(None);
 
     // Remove m1: it closes; everything goes through m2.
@@ -404,21 +418,121 @@ async fn reload_adds_and_removes_modems() {
     for i in 0..6 {
         ids.push(
             store
-                .enqueue(&NewMessage::new(&format!("+86138001382{i:02}"), "之后的消息"))
+                .enqueue(&NewMessage::new(
+                    &format!("+86138001382{i:02}"),
+                    "之后的消息",
+                ))
                 .await
                 .unwrap()
                 .id,
         );
     }
     let counts = settle(&store, Duration::from_secs(30)).await;
-    assert_eq!(counts.get(&("sent".into(), "delivered".into())), Some(&7), "{counts:?}");
+    assert_eq!(
+        counts.get(&("sent".into(), "delivered".into())),
+        Some(&7),
+        "{counts:?}"
+    );
     for id in ids {
-        assert_eq!(store.get(id).await.unwrap().unwrap().modem.as_deref(), Some("m2"));
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().modem.as_deref(),
+            Some("m2")
+        );
     }
     // A changed port setting is not applied under a running modem.
     let mut moved = config(&url, vec![modem("m2", "/dev/ttyUSB9")]);
     moved.limits.per_day = 500;
     d.reload(moved).await;
-    assert_eq!(d.modems()[0].status().state, smsgw::modem::ModemState::Ready);
+    assert_eq!(
+        d.modems()[0].status().state,
+        smsgw::modem::ModemState::Ready
+    );
     d.shutdown().await;
+}
+
+/// Rate limits end to end, against the simulator's record: a modem's daily quota
+/// and the per-recipient daily limit are never exceeded, and a restart does not
+/// reset them (the counts come from the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_limits_hold_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let url = format!("sqlite://{}/l.db", dir.path().display());
+    let mut cfg = config(&url, vec![modem("m1", "sim:generic:5-20")]);
+    cfg.limits.per_day = 3;
+    cfg.limits.per_recipient_per_day = 1;
+    let d = Daemon::start(cfg.clone(), Some(owner("limits")))
+        .await
+        .unwrap();
+    let store = d.store.clone();
+    // Six messages, two of them to the same customer (national and international form).
+    for to in [
+        "+8613800138301",
+        "13800138301",
+        "+8613800138302",
+        "+8613800138303",
+        "+8613800138304",
+        "+8613800138305",
+    ] {
+        store
+            .enqueue(&NewMessage::new(to, "会员日提醒"))
+            .await
+            .unwrap();
+    }
+    let sent = |store: Store| async move {
+        store
+            .counts()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|(s, _, _)| s == "sent")
+            .map(|(_, _, n)| n)
+            .sum::<i64>()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sent(store.clone()).await < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "quota never reached"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the dispatcher time to (wrongly) send more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let record = d.sims["m1"].submitted();
+    d.shutdown().await;
+    assert_eq!(record.len(), 3, "the daily quota of 3 parts: {record:?}");
+    let to: HashSet<String> = record.iter().map(|r| r.to.clone()).collect();
+    assert_eq!(to.len(), 3, "one message per recipient per day: {record:?}");
+    assert_eq!(sent(store.clone()).await, 3);
+
+    // A restart: the day's counts come back from the database.
+    let d = Daemon::start(cfg, Some(owner("limits2"))).await.unwrap();
+    assert!(d.initialised(Duration::from_secs(30)).await);
+    // New messages to new customers, due now: the modem's quota is used up today.
+    for to in ["+8613800138306", "+8613800138307"] {
+        d.store
+            .enqueue(&NewMessage::new(to, "会员日提醒"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = d.sims["m1"].submitted();
+    let store = d.store.clone();
+    d.shutdown().await;
+    assert!(
+        after.is_empty(),
+        "sent after a restart despite the quota: {after:?}"
+    );
+    assert_eq!(sent(store.clone()).await, 3);
+    // The others wait for tomorrow, in order, not failed.
+    let waiting: i64 = store
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|(s, _, _)| s == "queued" || s == "retrying")
+        .map(|(_, _, n)| n)
+        .sum();
+    assert_eq!(waiting, 5);
 }
