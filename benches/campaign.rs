@@ -5,7 +5,8 @@
 //! network times divided by the number of modems), insert-to-first-send latency,
 //! idle CPU, and resident memory.
 //!
-//! Run: `cargo bench --bench campaign` (`-- quick` for a smaller run).
+//! Run: `cargo bench --bench campaign` (`-- quick` for a smaller run, `-- 1:10000`
+//! for chosen MODEMS:MESSAGES runs).
 
 use smsgw::config::{Config, Modem};
 use smsgw::daemon::Daemon;
@@ -66,7 +67,7 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
     let d = Daemon::start(cfg, Some(format!("bench-{modems}")))
         .await
         .unwrap();
-    for m in &d.modems {
+    for m in &d.modems() {
         let mut w = m.watch();
         while w.borrow_and_update().state != smsgw::modem::ModemState::Ready {
             w.changed().await.unwrap();
@@ -125,7 +126,16 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let runs: &[(usize, usize)] = if quick {
+    // `-- MODEMS:MESSAGES ...` picks runs, e.g. `-- 1:10000` (35 minutes).
+    let picked: Vec<(usize, usize)> = std::env::args()
+        .filter_map(|a| {
+            let (m, n) = a.split_once(':')?;
+            Some((m.parse().ok()?, n.parse().ok()?))
+        })
+        .collect();
+    let runs: &[(usize, usize)] = if !picked.is_empty() {
+        &picked
+    } else if quick {
         &[(1, 50), (8, 400), (64, 2000)]
     } else {
         &[(1, 1000), (8, 10_000), (64, 10_000)]
