@@ -12,22 +12,25 @@
 //!   SMS-SUBMIT encoding with splitting, DELIVER/SUBMIT/STATUS-REPORT decoding.
 //! - [`at`]: the sans-IO AT core: framer, final results, URC registry, command
 //!   engine with deadlines and resynchronisation, reply parsers, send classification.
-//! - [`daemon`]: wiring of store, modems and dispatcher; ordered stop.
-//! - [`dispatch`]: pure policy (quiet hours, limits, backoff, routing, opt-out) and the
-//!   loop that applies it, delivery reports and incoming messages.
+//! - [`daemon`]: wiring of store, modems, dispatcher, status socket and metrics;
+//!   SIGHUP's modem list; systemd READY/STATUS/WATCHDOG; ordered stop.
+//! - [`dispatch`]: pure policy (quiet hours, limits, backoff, routing, opt-out), the
+//!   loop that applies it (delivery reports, incoming messages), and the steering
+//!   state it shares (pauses, wake-up, heartbeat, usage).
+//! - [`control`]: the status socket: versioned NDJSON protocol shared by daemon and
+//!   CLI, server, client, and who may steer (SO_PEERCRED).
+//! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`demo`]: `smsgw demo`, the whole flow with simulated modems.
 //! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
-//! - [`cli`]: the `smsgw` command line (argument types and the codec commands).
-//!
+//! - [`cli`]: the `smsgw` command line (codec, daemon, technician and doctor commands).
 //! - [`modem`]: the I/O shell: one actor per serial port (tokio-serial) owning an
 //!   AT engine; handles, events, status, vendor handling.
 //! - [`sim`]: the modem simulator (a pure model of a modem with quirks and faults,
 //!   run on a real pty).
-//!
 //! - [`store`]: the outbox contract, claims with leases, parts, inbox, opt-outs on
 //!   SQLite, PostgreSQL and MySQL/MariaDB.
 //!
-//! See `docs/architecture.md` for the flow of one message and the modules still to come.
+//! See `docs/architecture.md` for the flow of one message and the design decisions.
 
 pub mod at;
 pub mod cli;
