@@ -60,7 +60,7 @@ pub enum Command {
     Migrate {
         #[arg(long, short, env = "SMSGW_CONFIG")]
         config: Option<std::path::PathBuf>,
-        /// Database url (overrides [database] url).
+        /// Database url (overrides `[database] url`).
         #[arg(long)]
         database: Option<String>,
     },
@@ -76,7 +76,7 @@ pub enum Command {
 pub struct EnqueueArgs {
     #[arg(long, short, env = "SMSGW_CONFIG")]
     pub config: Option<std::path::PathBuf>,
-    /// Database url (overrides [database] url).
+    /// Database url (overrides `[database] url`).
     #[arg(long)]
     pub database: Option<String>,
     #[arg(long)]

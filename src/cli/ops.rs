@@ -19,10 +19,10 @@ pub const EXIT_FORBIDDEN: u8 = 4;
 /// Where the daemon's status socket is.
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
-    /// The status socket (default: [status] socket of the configuration, else /run/smsgw/status.sock).
+    /// The status socket (default: `[status] socket` of the configuration, else /run/smsgw/status.sock).
     #[arg(long, env = "SMSGW_STATUS__SOCKET")]
     pub socket: Option<PathBuf>,
-    /// Configuration file to read [status] socket from.
+    /// Configuration file to read `[status] socket` from.
     #[arg(long, short, env = "SMSGW_CONFIG")]
     pub config: Option<PathBuf>,
     /// Print the daemon's JSON answer instead of a table.
