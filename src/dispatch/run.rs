@@ -53,6 +53,56 @@ struct Done {
     started: std::time::Instant,
 }
 
+/// Records each part of a message in flight the moment the network acknowledged
+/// it, and moves the row's "part on the wire" marker to the next part: a crash
+/// mid-message then leaves the acknowledged parts recorded (never sent again) and
+/// only the part that was really on the wire in doubt. `finish` records them again
+/// (idempotent) in case a write here failed.
+struct Progress {
+    store: Store,
+    owner: String,
+    id: i64,
+    lease_until: DateTime<Utc>,
+    /// The parts being sent, in order.
+    seqs: Vec<u8>,
+    total: i32,
+    modem: String,
+    recipient: String,
+    status: Delivery,
+}
+
+impl Progress {
+    async fn acknowledged(&self, p: &crate::modem::PartSent) {
+        let rec = PartRecord {
+            seq: i32::from(p.seq),
+            total: self.total,
+            modem: self.modem.clone(),
+            recipient: self.recipient.clone(),
+            mr: p.mr,
+            submitted_at: p.at,
+            status: self.status,
+        };
+        if let Err(e) = self.store.record_part(self.id, &rec).await {
+            warn!(id = self.id, error = %e, "cannot record a part yet; recorded when the message completes");
+            return;
+        }
+        // Only after the record: until then this part stays "on the wire".
+        let next = self
+            .seqs
+            .iter()
+            .skip_while(|s| **s != p.seq)
+            .nth(1)
+            .map(|s| i32::from(*s));
+        if let Err(e) = self
+            .store
+            .set_inflight(&self.owner, self.id, next, self.lease_until)
+            .await
+        {
+            debug!(id = self.id, error = %e, "in-flight marker not moved (stays conservative)");
+        }
+    }
+}
+
 /// The `smsgw_messages_total{outcome}` label of a completion.
 fn outcome(c: &Completion) -> &'static str {
     use crate::store::State;
@@ -498,9 +548,32 @@ impl Dispatcher {
         if self.cfg.log.bodies {
             debug!(id = c.id, %recipient, %body, "message body");
         }
+        let progress = Progress {
+            store: self.store.clone(),
+            owner: self.owner.clone(),
+            id: c.id,
+            lease_until: c.lease_until,
+            seqs: parts.iter().map(|p| p.seq).collect(),
+            total,
+            modem: modem.clone(),
+            recipient: recipient.clone(),
+            status: if c.request_report {
+                Delivery::Pending
+            } else {
+                Delivery::None
+            },
+        };
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let report = handle.send(parts).await;
+            let (ptx, mut prx) = mpsc::unbounded_channel();
+            let send = handle.send_with_progress(parts, Some(ptx));
+            tokio::pin!(send);
+            let report = loop {
+                tokio::select! {
+                    r = &mut send => break r,
+                    Some(p) = prx.recv() => progress.acknowledged(&p).await,
+                }
+            };
             let _ = done
                 .send(Done {
                     claimed: c,

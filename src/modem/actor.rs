@@ -353,8 +353,8 @@ impl Actor {
                 req = self.rx.recv() => match req {
                     None | Some(Request::Shutdown) => return End::Shutdown,
                     Some(Request::Reset) => return End::Reset("reset requested".into()),
-                    Some(Request::Send { parts, reply }) => {
-                        let (report, lost) = self.send(s, parts).await;
+                    Some(Request::Send { parts, reply, progress }) => {
+                        let (report, lost) = self.send(s, parts, progress.as_ref()).await;
                         let _ = reply.send(report);
                         if let Some(l) = lost { return l.end(); }
                     }
@@ -780,6 +780,7 @@ impl Actor {
         &mut self,
         s: &mut Session,
         parts: Vec<pdu::EncodedPart>,
+        progress: Option<&tokio::sync::mpsc::UnboundedSender<PartSent>>,
     ) -> (SendReport, Option<Lost>) {
         let mut report = SendReport {
             sent: Vec::new(),
@@ -817,11 +818,17 @@ impl Actor {
             match send_result(&outcome) {
                 SendResult::Sent { mr } => {
                     self.status.parts_sent += 1;
-                    report.sent.push(PartSent {
+                    let p = PartSent {
                         seq: part.seq,
                         mr,
                         at: Utc::now(),
-                    });
+                    };
+                    // Told at once: the caller records an acknowledged part before
+                    // the next one goes, so a crash mid-message never resends it.
+                    if let Some(tx) = progress {
+                        let _ = tx.send(p.clone());
+                    }
+                    report.sent.push(p);
                 }
                 SendResult::Failed(f) => {
                     self.status.sends_failed += 1;

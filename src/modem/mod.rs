@@ -234,6 +234,8 @@ pub enum Request {
     Send {
         parts: Vec<EncodedPart>,
         reply: oneshot::Sender<SendReport>,
+        /// Each part, as soon as the network acknowledged it.
+        progress: Option<mpsc::UnboundedSender<PartSent>>,
     },
     Delete {
         at: StoredAt,
@@ -256,8 +258,23 @@ impl ModemHandle {
     /// Sends one message's parts through this modem (all parts on the same modem:
     /// delivery report matching and concatenation need it).
     pub async fn send(&self, parts: Vec<EncodedPart>) -> SendReport {
+        self.send_with_progress(parts, None).await
+    }
+
+    /// As [`ModemHandle::send`], telling `progress` about each part the moment the
+    /// network acknowledged it.
+    pub async fn send_with_progress(
+        &self,
+        parts: Vec<EncodedPart>,
+        progress: Option<mpsc::UnboundedSender<PartSent>>,
+    ) -> SendReport {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Request::Send { parts, reply }).await.is_err() {
+        let req = Request::Send {
+            parts,
+            reply,
+            progress,
+        };
+        if self.tx.send(req).await.is_err() {
             return SendReport::failed(FailureClass::Modem, "modem task has stopped");
         }
         rx.await.unwrap_or_else(|_| {
