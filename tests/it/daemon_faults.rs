@@ -241,25 +241,27 @@ async fn faults_on(backend: &str) {
     }
     // Settle: no row left queued, sending or retrying.
     let deadline = Instant::now() + Duration::from_secs(120);
-    let counts =
-        loop {
-            let counts: HashMap<String, i64> = store.counts().await.unwrap().into_iter().fold(
-                HashMap::new(),
-                |mut m, (st, _, c)| {
+    loop {
+        let counts: HashMap<String, i64> =
+            store
+                .counts()
+                .await
+                .unwrap()
+                .into_iter()
+                .fold(HashMap::new(), |mut m, (st, _, c)| {
                     *m.entry(st).or_insert(0) += c;
                     m
-                },
-            );
-            let open: i64 = ["queued", "sending", "retrying"]
-                .iter()
-                .filter_map(|s| counts.get(*s))
-                .sum();
-            if open == 0 {
-                break counts;
-            }
-            assert!(Instant::now() < deadline, "did not settle: {counts:?}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+                });
+        let open: i64 = ["queued", "sending", "retrying"]
+            .iter()
+            .filter_map(|s| counts.get(*s))
+            .sum();
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not settle: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     // Ambiguous rows: every part recorded as acknowledged is on the network, and at
     // most one more (the part that was on the wire). Released for a resend through
     // the status socket, only the unconfirmed parts go again.
