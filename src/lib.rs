@@ -20,6 +20,7 @@
 //! - [`control`]: the status socket: versioned NDJSON protocol shared by daemon and
 //!   CLI, server, client, and who may steer (SO_PEERCRED).
 //! - [`metrics`]: the optional Prometheus endpoint.
+//! - [`logging`]: journald-friendly logs (syslog priority prefixes), text or JSON.
 //! - [`demo`]: `smsgw demo`, the whole flow with simulated modems.
 //! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
 //! - [`cli`]: the `smsgw` command line (codec, daemon, technician and doctor commands).
@@ -39,6 +40,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod dispatch;
+pub mod logging;
 pub mod metrics;
 pub mod modem;
 pub mod pdu;

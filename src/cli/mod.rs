@@ -251,21 +251,9 @@ fn load_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, 
     })
 }
 
-/// Logs for journald by default: no timestamps (journald adds them), no colours.
-/// `RUST_LOG` overrides the level (not an `SMSGW_*` name: those are configuration keys).
+/// Logs: see [`crate::logging`].
 pub fn init_logging(cfg: &crate::config::Log) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("smsgw={}", cfg.level)));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.format.as_str() {
-        "text" => b.try_init(),
-        "json" => b.json().try_init(),
-        _ => b.without_time().with_ansi(false).try_init(),
-    };
+    crate::logging::init(cfg);
 }
 
 fn demo(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {

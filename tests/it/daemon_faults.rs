@@ -76,7 +76,10 @@ impl Drop for Reap {
 
 /// A fresh database on `backend` ("sqlite" in `dir`, or a new server database);
 /// returns its url and the SQL that drops it.
-async fn database(backend: &str, dir: &Path) -> Option<(String, Option<(Store, String)>)> {
+pub(crate) async fn database(
+    backend: &str,
+    dir: &Path,
+) -> Option<(String, Option<(Store, String)>)> {
     if backend == "sqlite" {
         return Some((format!("sqlite://{}", dir.join("smsgw.db").display()), None));
     }

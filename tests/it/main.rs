@@ -14,4 +14,5 @@ mod modem_e2e;
 mod packaging;
 mod pdu_props;
 mod pdu_vectors;
+mod service;
 mod store;

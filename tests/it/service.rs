@@ -1,0 +1,155 @@
+//! The daemon as systemd runs it: the notify protocol on a real datagram socket
+//! (READY with a STATUS line once the modems are initialised, WATCHDOG pings, and
+//! no pings while the dispatcher is stuck: here on a PostgreSQL table lock), and
+//! log lines carrying syslog priorities for journald.
+
+use crate::daemon_faults::{database, Reap};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Everything the daemon told the "service manager" within `for_`.
+fn collect(sock: &UnixDatagram, for_: Duration) -> Vec<(Instant, String)> {
+    let end = Instant::now() + for_;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            out.push((
+                Instant::now(),
+                String::from_utf8_lossy(&buf[..n]).to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn pings(msgs: &[(Instant, String)]) -> usize {
+    msgs.iter()
+        .filter(|(_, m)| m.contains("WATCHDOG=1"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_ready_status_and_a_watchdog_tied_to_the_dispatcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some((url, drop_db)) = database("postgres", d).await else {
+        return;
+    };
+    let cfg = d.join("smsgw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n\
+             [[modem]]\nid = \"m1\"\ndevice = \"sim:generic:5-20\"\n\n[sending]\npoll_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    let notify_path = d.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let log = std::fs::File::create(d.join("stderr.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "1500000")
+        .env("STATE_DIRECTORY", d)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut child = Reap(vec![child]);
+
+    // READY=1 with a status line, once the modem is initialised.
+    let mut ready = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready.is_none() && Instant::now() < deadline {
+        for (_, m) in collect(&notify, Duration::from_millis(200)) {
+            if m.contains("READY=1") {
+                ready = Some(m);
+            }
+        }
+    }
+    let ready = ready.expect("READY=1 within 30 s");
+    assert!(
+        ready.contains("STATUS=1/1 modems ready; 0 parts sent today"),
+        "{ready}"
+    );
+
+    // Pings at a third of WatchdogSec while the dispatcher runs.
+    let alive = collect(&notify, Duration::from_secs(3));
+    assert!(pings(&alive) >= 4, "{alive:?}");
+
+    // A stuck dispatcher: the claim waits on an exclusive lock of the outbox.
+    let mut locker = sqlx_lock(&url).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the beat goes stale
+                                                      // Drop the pings queued on the socket before the beat went stale.
+    while notify
+        .set_nonblocking(true)
+        .and_then(|_| notify.recv(&mut [0u8; 512]))
+        .is_ok()
+    {}
+    notify.set_nonblocking(false).unwrap();
+    let stuck = tokio::task::spawn_blocking({
+        let n = notify.try_clone().unwrap();
+        move || collect(&n, Duration::from_secs(3))
+    })
+    .await
+    .unwrap();
+    assert_eq!(pings(&stuck), 0, "pinged while stuck: {stuck:?}");
+    sqlx::Executor::execute(&mut locker, "COMMIT")
+        .await
+        .unwrap();
+    let back = tokio::task::spawn_blocking({
+        let n = notify.try_clone().unwrap();
+        move || collect(&n, Duration::from_secs(3))
+    })
+    .await
+    .unwrap();
+    assert!(pings(&back) >= 2, "pings resume: {back:?}");
+
+    // SIGTERM: STOPPING=1, then a clean exit.
+    let k = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(k.success());
+    let bye = collect(&notify, Duration::from_secs(2));
+    assert!(bye.iter().any(|(_, m)| m.contains("STOPPING=1")), "{bye:?}");
+    let status = child.0[0].wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    child.0.clear();
+
+    // The journal's view: every line starts with its syslog priority.
+    let text = std::fs::read_to_string(d.join("stderr.log")).unwrap();
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        assert!(
+            line.len() > 3 && line.starts_with('<') && &line[2..3] == ">",
+            "no priority prefix: {line:?}"
+        );
+    }
+    assert!(text.contains("<6> INFO smsgw started"), "{text}");
+    assert!(
+        text.contains("<4> WARN the dispatcher has stopped making progress"),
+        "{text}"
+    );
+    if let Some((admin, sql)) = drop_db {
+        admin.execute_raw(&sql).await.unwrap();
+    }
+}
+
+/// Opens a connection that holds an exclusive lock on the outbox until COMMIT.
+async fn sqlx_lock(url: &str) -> sqlx::PgConnection {
+    use sqlx::{Connection, Executor};
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    c.execute("BEGIN").await.unwrap();
+    c.execute("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    c
+}
