@@ -51,6 +51,19 @@ struct Done {
     total: i32,
     report: SendReport,
     started: std::time::Instant,
+    /// The parts this send carried, in order.
+    seqs: Vec<u8>,
+}
+
+/// A message held as ambiguous because its modem did not answer for one part: if
+/// the modem's late `+CMGS` arrives, that part was sent after all.
+struct Doubt {
+    id: i64,
+    seq: u8,
+    total: i32,
+    recipient: String,
+    report_requested: bool,
+    since: DateTime<Utc>,
 }
 
 /// Records each part of a message in flight the moment the network acknowledged
@@ -128,6 +141,8 @@ pub struct Dispatcher {
     concat_ref: u8,
     /// Pauses, wake-ups, heartbeat and usage shared with the status socket.
     pub steer: Arc<Steering>,
+    /// Per modem: the part whose send went unanswered (see [`Doubt`]).
+    doubts: HashMap<String, Doubt>,
 }
 
 impl Dispatcher {
@@ -174,6 +189,7 @@ impl Dispatcher {
             seed: now.timestamp_micros() as u64,
             concat_ref: (now.timestamp_subsec_micros() % 256) as u8,
             steer,
+            doubts: HashMap::new(),
         }
         .publishing_usage())
     }
@@ -548,6 +564,7 @@ impl Dispatcher {
         if self.cfg.log.bodies {
             debug!(id = c.id, %recipient, %body, "message body");
         }
+        let seqs: Vec<u8> = parts.iter().map(|p| p.seq).collect();
         let progress = Progress {
             store: self.store.clone(),
             owner: self.owner.clone(),
@@ -582,6 +599,7 @@ impl Dispatcher {
                     total,
                     report,
                     started,
+                    seqs,
                 })
                 .await;
         });
@@ -658,6 +676,26 @@ impl Dispatcher {
             }
         };
         metrics::counter!("smsgw_messages_total", "outcome" => outcome(&completion)).increment(1);
+        if let Completion::Ambiguous { .. } = completion {
+            // The part in doubt: the first of this send the modem did not confirm.
+            if let Some(&seq) = d
+                .seqs
+                .iter()
+                .find(|s| !d.report.sent.iter().any(|p| p.seq == **s))
+            {
+                self.doubts.insert(
+                    d.modem.clone(),
+                    Doubt {
+                        id,
+                        seq,
+                        total: d.total,
+                        recipient: d.recipient.clone(),
+                        report_requested: d.claimed.request_report,
+                        since: now,
+                    },
+                );
+            }
+        }
         let mut wait = Duration::from_millis(200);
         loop {
             match self.store.complete(&self.owner, id, &completion, now).await {
@@ -757,8 +795,90 @@ impl Dispatcher {
                     self.delete(&modem, stored).await;
                 }
             }
-            ModemEvent::LateSubmit { modem, mr } => {
-                warn!(modem = %modem, mr, "a send reported as ambiguous was accepted after all (late +CMGS)");
+            ModemEvent::LateSubmit { modem, mr } => self.late_submit(&modem, mr).await,
+        }
+    }
+
+    /// The modem confirmed, after its timeout, the part that left a message
+    /// ambiguous: record it with its reference (so its delivery report matches),
+    /// then the message is `sent` if every part is now recorded, or goes back to
+    /// the queue for the parts never attempted (none of them can be a duplicate).
+    async fn late_submit(&mut self, modem: &str, mr: u8) {
+        let now = Utc::now();
+        let Some(doubt) = self.doubts.remove(modem) else {
+            warn!(modem, mr, "late +CMGS for no message in doubt; ignored");
+            return;
+        };
+        if now - doubt.since > CDuration::minutes(30) {
+            warn!(
+                modem,
+                mr,
+                id = doubt.id,
+                "late +CMGS too late to trust; the message stays ambiguous"
+            );
+            return;
+        }
+        let id = doubt.id;
+        let rec = PartRecord {
+            seq: i32::from(doubt.seq),
+            total: doubt.total,
+            modem: modem.to_string(),
+            recipient: doubt.recipient.clone(),
+            mr: Some(mr),
+            submitted_at: now,
+            status: if doubt.report_requested {
+                Delivery::Pending
+            } else {
+                Delivery::None
+            },
+        };
+        let outcome = async {
+            self.store.record_part(id, &rec).await?;
+            let recorded = self.store.parts(id).await?.len() as i32;
+            if recorded >= doubt.total {
+                let delivery = if doubt.report_requested {
+                    Delivery::Pending
+                } else {
+                    Delivery::None
+                };
+                self.store
+                    .resolve_sent(id, modem, doubt.total, delivery, now)
+                    .await
+                    .map(|ok| {
+                        if ok {
+                            "sent"
+                        } else {
+                            "left as an operator set it"
+                        }
+                    })
+            } else {
+                self.store
+                    .operate(id, crate::store::OperatorAction::ReleaseResend, now)
+                    .await
+                    .map(|ok| {
+                        if ok {
+                            "queued for its remaining parts"
+                        } else {
+                            "left as an operator set it"
+                        }
+                    })
+            }
+        }
+        .await;
+        match outcome {
+            Ok(what) => {
+                info!(
+                    id,
+                    modem,
+                    mr,
+                    part = doubt.seq,
+                    outcome = what,
+                    "late +CMGS resolved an ambiguous message"
+                );
+                self.steer.wake();
+            }
+            Err(e) => {
+                warn!(id, modem, mr, error = %e, "late +CMGS not recorded; the message stays ambiguous")
             }
         }
     }

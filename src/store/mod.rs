@@ -722,6 +722,20 @@ impl Store {
         dispatch!(self.operate(id, action, now))
     }
 
+    /// An ambiguous message turned out sent after all (the modem's late `+CMGS`
+    /// confirmed the part in doubt, and every part is now recorded): `sent`.
+    /// False if the row is no longer ambiguous (an operator decided first).
+    pub async fn resolve_sent(
+        &self,
+        id: i64,
+        modem: &str,
+        parts_total: i32,
+        delivery: Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        dispatch!(self.resolve_sent(id, modem, parts_total, delivery, now))
+    }
+
     /// Sent and delivered in the last hour, and the oldest due message.
     pub async fn activity(&self, now: DateTime<Utc>) -> Result<Activity> {
         dispatch!(self.activity(now))

@@ -298,6 +298,29 @@ impl PgStore {
         Ok(r.rows_affected() == 1)
     }
 
+    pub async fn resolve_sent(
+        &self,
+        id: i64,
+        modem: &str,
+        parts_total: i32,
+        delivery: Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'sent', sent_at = $1, updated_at = $1, modem = $2, parts_total = $3,
+                    delivery = $4, last_error = NULL, attempts = attempts + 1
+             WHERE id = $5 AND state = 'ambiguous'",
+        )
+        .bind(now)
+        .bind(modem)
+        .bind(parts_total)
+        .bind(delivery.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     pub async fn activity(&self, now: DateTime<Utc>) -> Result<Activity> {
         let hour_ago = now - chrono::Duration::hours(1);
         let (sent, delivered): (i64, i64) = sqlx::query_as(

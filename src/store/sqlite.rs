@@ -323,6 +323,30 @@ impl SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
+    pub async fn resolve_sent(
+        &self,
+        id: i64,
+        modem: &str,
+        parts_total: i32,
+        delivery: Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, updated_at = ?, modem = ?, parts_total = ?,
+                    delivery = ?, last_error = NULL, attempts = attempts + 1
+             WHERE id = ? AND state = 'ambiguous'",
+        )
+        .bind(time_text(now))
+        .bind(time_text(now))
+        .bind(modem)
+        .bind(parts_total)
+        .bind(delivery.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     pub async fn activity(&self, now: DateTime<Utc>) -> Result<Activity> {
         let hour_ago = time_text(now - chrono::Duration::hours(1));
         let (sent, delivered): (i64, i64) = sqlx::query_as(

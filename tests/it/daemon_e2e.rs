@@ -536,3 +536,51 @@ async fn daily_limits_hold_across_a_restart() {
         .sum();
     assert_eq!(waiting, 5);
 }
+
+/// A modem that answers a part only after the send timeout: the message is held
+/// as ambiguous, then the late `+CMGS` shows it was sent: the row becomes `sent`
+/// with the late message reference, and its delivery report matches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_acknowledgement_resolves_an_ambiguous_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let url = format!("sqlite://{}/late.db", dir.path().display());
+    let mut slow = modem("m1", "sim:generic:2500-2500");
+    slow.send_timeout_secs = Some(1);
+    let d = Daemon::start(config(&url, vec![slow]), Some(owner("late")))
+        .await
+        .unwrap();
+    let store = d.store.clone();
+    let id = store
+        .enqueue(&NewMessage::new("+8613800138555", "您的快递已到驿站"))
+        .await
+        .unwrap()
+        .id;
+    let mut seen_ambiguous = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let row = store.get(id).await.unwrap().unwrap();
+        seen_ambiguous |= row.state == "ambiguous";
+        if row.state == "sent" && row.delivery == "delivered" {
+            break row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not resolved: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(seen_ambiguous, "held as ambiguous first");
+    assert_eq!(row.modem.as_deref(), Some("m1"));
+    assert_eq!(row.last_error, None);
+    let parts = store.parts(id).await.unwrap();
+    let record = d.sims["m1"].submitted();
+    d.shutdown().await;
+    assert_eq!(record.len(), 1, "sent once, never again: {record:?}");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        parts[0].mr,
+        Some(record[0].mr),
+        "the late reference recorded"
+    );
+}
