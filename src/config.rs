@@ -191,6 +191,10 @@ pub struct Sending {
     pub report_timeout_hours: u32,
     pub lease_secs: u64,
     pub poll_secs: u64,
+    /// Due rows of these categories are claimed before any other due row, whatever
+    /// their priority: a reminder never waits behind a campaign. Within each class,
+    /// priority then due time. `[]` = priority order only.
+    pub urgent_categories: Vec<String>,
 }
 
 impl Default for Sending {
@@ -205,6 +209,7 @@ impl Default for Sending {
             report_timeout_hours: 48,
             lease_secs: 600,
             poll_secs: 5,
+            urgent_categories: vec!["reminder".into()],
         }
     }
 }
@@ -403,6 +408,15 @@ impl Config {
         if s.poll_secs == 0 {
             return bad("[sending] poll_secs must be at least 1".into());
         }
+        if let Some(c) = s
+            .urgent_categories
+            .iter()
+            .find(|c| c.is_empty() || c.contains(',') || c.trim() != c.as_str())
+        {
+            return bad(format!(
+                "[sending] urgent_categories: {c:?} is not a category name"
+            ));
+        }
         if !["journald", "text", "json"].contains(&self.log.format.as_str()) {
             return bad(format!(
                 "[log] format {:?}: use journald, text or json",
@@ -468,6 +482,20 @@ fn toml_string(c: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urgent_categories_are_plain_names() {
+        assert_eq!(Config::default().sending.urgent_categories, ["reminder"]);
+        for bad in ["", "a,b", " reminder"] {
+            let mut c = Config::default();
+            c.sending.urgent_categories = vec![bad.into()];
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("urgent_categories"), "{e}");
+        }
+        let mut c = Config::default();
+        c.sending.urgent_categories.clear();
+        c.validate().unwrap();
+    }
 
     #[test]
     fn defaults_are_valid() {

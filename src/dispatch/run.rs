@@ -403,10 +403,24 @@ impl Dispatcher {
             return Ok(());
         }
         let lease = Duration::from_secs(self.cfg.sending.lease_secs);
-        let claimed = self
-            .store
-            .claim(&self.owner, free as u32, lease, Utc::now())
-            .await?;
+        let now = Utc::now();
+        // Urgent categories first (reminders before a campaign), then everything.
+        let urgent = &self.cfg.sending.urgent_categories;
+        let mut claimed = if urgent.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .claim_only(&self.owner, free as u32, lease, now, urgent)
+                .await?
+        };
+        let rest = free.saturating_sub(claimed.len());
+        if rest > 0 {
+            claimed.extend(
+                self.store
+                    .claim(&self.owner, rest as u32, lease, now)
+                    .await?,
+            );
+        }
         for c in claimed {
             self.dispatch_one(c, done, in_flight).await?;
         }

@@ -638,9 +638,29 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>> {
+        self.claim_only(owner, limit, lease, now, &[]).await
+    }
+
+    /// As [`Store::claim`], restricted to rows of `categories` (none = every row):
+    /// the dispatcher claims urgent categories first, so that a reminder never
+    /// waits behind a campaign. Category names are plain words (validated config).
+    pub async fn claim_only(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+        categories: &[String],
+    ) -> Result<Vec<Claimed>> {
         let until = now
             + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::minutes(10));
-        dispatch!(self.claim(owner, limit, until, now))
+        // One bind parameter whatever the list's length: ",a,b," ('' = no filter).
+        let only = if categories.is_empty() {
+            String::new()
+        } else {
+            format!(",{},", categories.join(","))
+        };
+        dispatch!(self.claim(owner, limit, until, now, &only))
     }
 
     /// Marks which part is about to go on the wire (`None` after its outcome is

@@ -98,13 +98,17 @@ impl MySqlStore {
         limit: u32,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
+        only: &str,
     ) -> Result<Vec<Claimed>> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM outbox WHERE claimable = 1 AND due_at <= ?
+               AND (? = '' OR LOCATE(CONCAT(',', category, ','), ?) > 0)
              ORDER BY priority DESC, due_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
         )
         .bind(now)
+        .bind(only)
+        .bind(only)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;

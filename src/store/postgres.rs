@@ -127,11 +127,13 @@ impl PgStore {
         limit: u32,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
+        only: &str,
     ) -> Result<Vec<Claimed>> {
         let rows = sqlx::query(
             "WITH picked AS (
                  SELECT id FROM outbox
                  WHERE state IN ('queued', 'retrying') AND due_at <= $3
+                   AND ($5 = '' OR strpos($5, ',' || category || ',') > 0)
                  ORDER BY priority DESC, due_at, id
                  LIMIT $4
                  FOR UPDATE SKIP LOCKED)
@@ -145,6 +147,7 @@ impl PgStore {
         .bind(until)
         .bind(now)
         .bind(i64::from(limit))
+        .bind(only)
         .fetch_all(&self.pool)
         .await?;
         let mut out = rows.iter().map(claimed).collect::<Result<Vec<_>>>()?;

@@ -122,12 +122,14 @@ impl SqliteStore {
         limit: u32,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
+        only: &str,
     ) -> Result<Vec<Claimed>> {
         // One statement: SQLite has a single writer, so the subquery and the update
         // see the same rows and no other claimer can interleave.
         let rows = sqlx::query(
             "UPDATE outbox SET state = 'sending', lease_owner = ?1, lease_until = ?2, updated_at = ?3
              WHERE id IN (SELECT id FROM outbox WHERE state IN ('queued', 'retrying') AND due_at <= ?3
+                            AND (?5 = '' OR instr(?5, ',' || category || ',') > 0)
                           ORDER BY priority DESC, due_at, id LIMIT ?4)
              RETURNING id, recipient, body, category, priority, send_at, expires_at, modem_group,
                        request_report, flash, attempts, due_at, lease_until",
@@ -136,6 +138,7 @@ impl SqliteStore {
         .bind(time_text(until))
         .bind(time_text(now))
         .bind(i64::from(limit))
+        .bind(only)
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());

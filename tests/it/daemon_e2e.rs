@@ -323,8 +323,10 @@ async fn a_reminder_overtakes_a_running_campaign() {
     let reminder = d
         .store
         .enqueue(&NewMessage {
+            // Same priority as the campaign: the category alone puts it first
+            // ([sending] urgent_categories = ["reminder"], the default).
             category: Some("reminder".into()),
-            priority: 10,
+            priority: 0,
             ..NewMessage::new("13900000002", "您好，请 A023 号到 3 号窗口。")
         })
         .await

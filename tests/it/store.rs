@@ -6,7 +6,9 @@
 
 use chrono::{Duration as CDuration, Utc};
 use smsgw::store::contract::{self, Verdict};
-use smsgw::store::{Completion, Delivery, Fragment, InboxMessage, NewMessage, PartRecord, Store};
+use smsgw::store::{
+    Completion, Delivery, Fragment, InboxMessage, NewMessage, OperatorAction, PartRecord, Store,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -676,6 +678,148 @@ async fn delivery_reports_match_parts_and_roll_up(s: &Store) {
     assert_eq!(s.get(old).await.unwrap().unwrap().delivery, "unknown");
 }
 
+async fn urgent_categories_are_claimed_alone(s: &Store) {
+    let now = Utc::now();
+    let cat = |c: &str, p: i32| NewMessage {
+        category: Some(c.into()),
+        priority: p,
+        ..msg("10086", c)
+    };
+    let g = s.enqueue(&cat("greeting", 9)).await.unwrap().id;
+    let r = s.enqueue(&cat("reminder", 0)).await.unwrap().id;
+    let n = s.enqueue(&cat("notice", 5)).await.unwrap().id;
+    // "remind" is a prefix of "reminder": it must not match.
+    let _ = s.enqueue(&cat("remind", 50)).await.unwrap().id;
+    let later = now + CDuration::seconds(1);
+    let urgent = ["reminder".to_string(), "notice".to_string()];
+    let c = s.claim_only("a", 10, LEASE, later, &urgent).await.unwrap();
+    let ids: Vec<i64> = c.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [n, r], "only the named categories, by priority");
+    let rest = s.claim("a", 10, LEASE, later).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[1].id, g);
+}
+
+async fn operator_actions_apply_only_to_their_states(s: &Store) {
+    let now = Utc::now();
+    let id = s.enqueue(&msg("13800138000", "a")).await.unwrap().id;
+    // Queued: cancel works; retry and release do not.
+    assert!(!s.operate(id, OperatorAction::Retry, now).await.unwrap());
+    assert!(!s
+        .operate(id, OperatorAction::ReleaseFail, now)
+        .await
+        .unwrap());
+    assert!(s.operate(id, OperatorAction::Cancel, now).await.unwrap());
+    let row = s.get(id).await.unwrap().unwrap();
+    assert_eq!(row.state, "cancelled");
+    assert_eq!(row.last_error.as_deref(), Some("cancelled by an operator"));
+    // Cancelled -> retry -> claimable again at once.
+    assert!(s.operate(id, OperatorAction::Retry, now).await.unwrap());
+    let c = s
+        .claim("a", 1, LEASE, now + CDuration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    // Sending: nothing applies (the lease holder decides).
+    for a in [
+        OperatorAction::Retry,
+        OperatorAction::Cancel,
+        OperatorAction::ReleaseResend,
+        OperatorAction::ReleaseFail,
+    ] {
+        assert!(
+            !s.operate(id, a, now).await.unwrap(),
+            "{a:?} on a sending row"
+        );
+    }
+    // Ambiguous: resend, or fail; and a late acknowledgement resolves it as sent.
+    assert!(s
+        .complete(
+            "a",
+            id,
+            &Completion::Ambiguous {
+                error: "hung".into()
+            },
+            now
+        )
+        .await
+        .unwrap());
+    assert!(s
+        .operate(id, OperatorAction::ReleaseFail, now)
+        .await
+        .unwrap());
+    assert_eq!(s.get(id).await.unwrap().unwrap().state, "failed");
+    assert!(!s
+        .resolve_sent(id, "m1", 1, Delivery::Pending, now)
+        .await
+        .unwrap());
+    let id2 = s.enqueue(&msg("13800138001", "b")).await.unwrap().id;
+    let t = now + CDuration::seconds(2);
+    let c = s.claim("a", 1, LEASE, t).await.unwrap();
+    assert_eq!(c[0].id, id2);
+    assert!(s
+        .complete(
+            "a",
+            id2,
+            &Completion::Ambiguous {
+                error: "hung".into()
+            },
+            t
+        )
+        .await
+        .unwrap());
+    assert!(s
+        .resolve_sent(id2, "m1", 1, Delivery::Pending, t)
+        .await
+        .unwrap());
+    let row = s.get(id2).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.state.as_str(),
+            row.delivery.as_str(),
+            row.modem.as_deref()
+        ),
+        ("sent", "pending", Some("m1"))
+    );
+    assert_eq!(row.last_error, None);
+    assert!(
+        !s.operate(id2, OperatorAction::Cancel, t).await.unwrap(),
+        "sent is final"
+    );
+}
+
+async fn activity_and_recipient_search(s: &Store) {
+    let now = Utc::now();
+    let a = s.enqueue(&msg("+8613800138000", "a")).await.unwrap().id;
+    let b = s.enqueue(&msg("13900139000", "b")).await.unwrap().id;
+    let t = now + CDuration::seconds(1);
+    let act = s.activity(t).await.unwrap();
+    assert_eq!(act.oldest_due.map(|o| o.0), Some(a), "{act:?}");
+    assert_eq!(act.sent_last_hour, 0);
+    let c = s.claim("a", 1, LEASE, t).await.unwrap();
+    assert_eq!(c[0].id, a);
+    let sent = Completion::Sent {
+        modem: "m1".into(),
+        parts_total: 1,
+        report_requested: true,
+    };
+    assert!(s.complete("a", a, &sent, t).await.unwrap());
+    let act = s.activity(t + CDuration::seconds(1)).await.unwrap();
+    assert_eq!(act.sent_last_hour, 1);
+    assert_eq!(act.oldest_due.map(|o| o.0), Some(b));
+    // Any form of the number finds the row; another number does not.
+    for form in ["13800138000", "+8613800138000", "8613800138000"] {
+        let found = s.find_recipient(form).await.unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [a],
+            "{form}"
+        );
+    }
+    assert!(s.find_recipient("13800138001").await.unwrap().is_empty());
+    assert!(s.find_recipient("abc").await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -703,6 +847,9 @@ conformance!(
     fragments_reassemble_across_restarts,
     concurrent_claimers_never_share_a_row,
     delivery_reports_match_parts_and_roll_up,
+    urgent_categories_are_claimed_alone,
+    operator_actions_apply_only_to_their_states,
+    activity_and_recipient_search,
 );
 
 #[test]
