@@ -43,25 +43,16 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
     cfg.log.level = "error".into();
     let profiles = ["generic", "huawei", "zte", "simcom", "quectel", "wavecom"];
     cfg.modems = (0..modems)
-        .map(|i| Modem {
-            id: format!("m{i}"),
-            device: format!(
-                "sim:{}:{}-{}",
-                profiles[i % profiles.len()],
-                latency.0,
-                latency.1
-            ),
-            baud: 115_200,
-            flow_control: Default::default(),
-            pin: None,
-            smsc: None,
-            vendor: None,
-            group: None,
-            init: vec![],
-            reset_command: None,
-            limits: None,
-            command_timeout_secs: None,
-            send_timeout_secs: None,
+        .map(|i| {
+            Modem::new(
+                format!("m{i}"),
+                format!(
+                    "sim:{}:{}-{}",
+                    profiles[i % profiles.len()],
+                    latency.0,
+                    latency.1
+                ),
+            )
         })
         .collect();
     let d = Daemon::start(cfg, Some(format!("bench-{modems}")))

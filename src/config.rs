@@ -108,6 +108,27 @@ pub struct Modem {
     pub send_timeout_secs: Option<u64>,
 }
 
+impl Modem {
+    /// A `[[modem]]` section with every optional key at its default.
+    pub fn new(id: impl Into<String>, device: impl Into<String>) -> Modem {
+        Modem {
+            id: id.into(),
+            device: device.into(),
+            baud: default_baud(),
+            flow_control: FlowControl::default(),
+            pin: None,
+            smsc: None,
+            vendor: None,
+            group: None,
+            init: Vec::new(),
+            reset_command: None,
+            limits: None,
+            command_timeout_secs: None,
+            send_timeout_secs: None,
+        }
+    }
+}
+
 fn default_baud() -> u32 {
     115_200
 }

@@ -430,35 +430,38 @@ pub fn render_queue(q: &QueueView) -> String {
 }
 
 pub fn render_message(m: &MessageView) -> String {
-    let mut o = String::new();
+    let (r, mut o) = (&m.row, String::new());
     let _ = writeln!(
         o,
         "message {}  to {}  {} (priority {})",
-        m.id,
-        m.recipient.as_deref().unwrap_or("?"),
-        m.category,
-        m.priority
+        r.id,
+        r.recipient.as_deref().unwrap_or("?"),
+        r.category,
+        r.priority
     );
     let _ = writeln!(
         o,
         "  state {}  delivery {}  attempts {}",
-        m.state, m.delivery, m.attempts
+        r.state, r.delivery, r.attempts
     );
-    if let Some(modem) = &m.modem {
+    if let Some(owner) = &r.lease_owner {
+        let _ = writeln!(o, "  being sent by instance {owner}");
+    }
+    if let Some(modem) = &r.modem {
         let _ = writeln!(
             o,
             "  sent by {modem} at {}  in {} part(s)",
-            m.sent_at
+            r.sent_at
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_else(|| "-".into()),
-            m.parts_total.unwrap_or(0)
+            r.parts_total.unwrap_or(0)
         );
     }
-    if let Some(e) = &m.last_error {
+    if let Some(e) = &r.last_error {
         let _ = writeln!(o, "  last error: {e}");
     }
-    if let Some(r) = &m.external_ref {
-        let _ = writeln!(o, "  external ref: {r}");
+    if let Some(x) = &r.external_ref {
+        let _ = writeln!(o, "  external ref: {x}");
     }
     for p in &m.parts {
         let _ = writeln!(
@@ -469,7 +472,7 @@ pub fn render_message(m: &MessageView) -> String {
             p.modem,
             p.mr.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
             p.submitted_at.format("%H:%M:%S"),
-            p.status
+            p.status.as_str()
         );
     }
     o

@@ -302,31 +302,13 @@ pub struct QueueView {
     pub delivered_last_hour: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartView {
-    pub seq: i32,
-    pub total: i32,
-    pub modem: String,
-    pub mr: Option<u8>,
-    pub submitted_at: DateTime<Utc>,
-    pub status: String,
-}
-
+/// One message: its outbox row and the parts the network acknowledged, each with
+/// its message reference and delivery report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
-    pub id: i64,
-    pub recipient: Option<String>,
-    pub category: String,
-    pub priority: i32,
-    pub state: String,
-    pub delivery: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub modem: Option<String>,
-    pub parts_total: Option<i32>,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub external_ref: Option<String>,
-    pub parts: Vec<PartView>,
+    #[serde(flatten)]
+    pub row: crate::store::OutboxRow,
+    pub parts: Vec<crate::store::PartRecord>,
 }
 
 /// What a control request did.

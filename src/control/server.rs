@@ -8,8 +8,8 @@
 
 use super::auth::{peer_groups, Peer, Policy};
 use super::proto::{
-    self, Done, ErrorCode, MessageView, ModemView, PartView, QueueCount, QueueView, ReleaseAction,
-    Request, Response, Summary,
+    self, Done, ErrorCode, MessageView, ModemView, QueueCount, QueueView, ReleaseAction, Request,
+    Response, Summary,
 };
 use crate::dispatch::steer::Steering;
 use crate::modem::{Fleet, ModemHandle, ModemState};
@@ -396,31 +396,7 @@ async fn queue(ctx: &Context) -> Result<Response, Response> {
 
 async fn view(ctx: &Context, row: OutboxRow) -> Result<MessageView, Response> {
     let parts = ctx.store.parts(row.id).await.map_err(failed)?;
-    Ok(MessageView {
-        id: row.id,
-        recipient: row.recipient,
-        category: row.category,
-        priority: row.priority,
-        state: row.state,
-        delivery: row.delivery,
-        attempts: row.attempts,
-        last_error: row.last_error,
-        modem: row.modem,
-        parts_total: row.parts_total,
-        sent_at: row.sent_at,
-        external_ref: row.external_ref,
-        parts: parts
-            .into_iter()
-            .map(|p| PartView {
-                seq: p.seq,
-                total: p.total,
-                modem: p.modem,
-                mr: p.mr,
-                submitted_at: p.submitted_at,
-                status: p.status.as_str().into(),
-            })
-            .collect(),
-    })
+    Ok(MessageView { row, parts })
 }
 
 async fn message(

@@ -88,7 +88,7 @@ impl State {
 }
 
 /// Delivery, separate from the lifecycle: what the status reports said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// No report requested, or not sent.
@@ -234,7 +234,7 @@ pub struct Claimed {
 }
 
 /// A part the network accepted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PartRecord {
     pub seq: i32,
     pub total: i32,
@@ -364,7 +364,7 @@ impl Completion {
 }
 
 /// An outbox row as a caller reads it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OutboxRow {
     pub id: i64,
     pub recipient: Option<String>,

@@ -15,21 +15,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 fn modem(id: &str, device: &str) -> Modem {
-    Modem {
-        id: id.into(),
-        device: device.into(),
-        baud: 115_200,
-        flow_control: Default::default(),
-        pin: None,
-        smsc: None,
-        vendor: None,
-        group: None,
-        init: vec![],
-        reset_command: None,
-        limits: None,
-        command_timeout_secs: None,
-        send_timeout_secs: None,
-    }
+    Modem::new(id, device)
 }
 
 /// Runs the CLI off the async runtime (the daemon keeps running on it).

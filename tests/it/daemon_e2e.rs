@@ -9,21 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 fn modem(id: &str, device: &str) -> Modem {
-    Modem {
-        id: id.into(),
-        device: device.into(),
-        baud: 115_200,
-        flow_control: Default::default(),
-        pin: None,
-        smsc: None,
-        vendor: None,
-        group: None,
-        init: vec![],
-        reset_command: None,
-        limits: None,
-        command_timeout_secs: None,
-        send_timeout_secs: None,
-    }
+    Modem::new(id, device)
 }
 
 fn config(url: &str, modems: Vec<Modem>) -> Config {

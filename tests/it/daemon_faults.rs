@@ -62,6 +62,15 @@ fn records(dir: &Path) -> Vec<Rec> {
     out
 }
 
+/// Rows per state.
+async fn totals(store: &Store) -> HashMap<String, i64> {
+    let mut m = HashMap::new();
+    for (st, _, c) in store.counts().await.unwrap() {
+        *m.entry(st).or_insert(0) += c;
+    }
+    m
+}
+
 /// Kills the child processes however the test ends.
 pub(crate) struct Reap(pub(crate) Vec<Child>);
 
@@ -245,16 +254,7 @@ async fn faults_on(backend: &str) {
     // Settle: no row left queued, sending or retrying.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let counts: HashMap<String, i64> =
-            store
-                .counts()
-                .await
-                .unwrap()
-                .into_iter()
-                .fold(HashMap::new(), |mut m, (st, _, c)| {
-                    *m.entry(st).or_insert(0) += c;
-                    m
-                });
+        let counts = totals(&store).await;
         let open: i64 = ["queued", "sending", "retrying"]
             .iter()
             .filter_map(|s| counts.get(*s))
@@ -383,16 +383,7 @@ async fn faults_on(backend: &str) {
     }
     // 2. Every row the database calls sent has all its parts on the network.
     // (Counted again: released rows have moved on since the queue settled.)
-    let counts: HashMap<String, i64> =
-        store
-            .counts()
-            .await
-            .unwrap()
-            .into_iter()
-            .fold(HashMap::new(), |mut m, (st, _, c)| {
-                *m.entry(st).or_insert(0) += c;
-                m
-            });
+    let counts = totals(&store).await;
     let sent = counts.get("sent").copied().unwrap_or(0);
     let mut checked = 0;
     for id in 1..=n as i64 {
