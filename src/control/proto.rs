@@ -398,6 +398,32 @@ mod tests {
         assert!(Request::Reset { modem: "m".into() }.is_control());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+        /// Any bytes: a request or a typed refusal, never a panic.
+        #[test]
+        fn any_line_gets_an_answer(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            match parse_request(&line) {
+                Ok(r) => { let _ = r.name(); }
+                Err(e) => proptest::prop_assert!(e.error.is_some() && !e.ok),
+            }
+        }
+
+        /// Near-misses of real requests (fields shuffled, values of the wrong type).
+        #[test]
+        fn near_misses_are_refused_or_parsed(
+            req in proptest::sample::select(vec!["summary", "modems", "message", "pause", "retry", "release", "test_send", "reset", "x"]),
+            v in proptest::sample::select(vec!["1", "0", "2", "\"1\"", "null", "1.5"]),
+            extra in proptest::sample::select(vec!["", ",\"id\":5", ",\"id\":\"5\"", ",\"modem\":7", ",\"action\":\"fail\",\"id\":1", ",\"to\":\"1\",\"text\":\"t\",\"modem\":\"m\""]),
+        ) {
+            let line = format!("{{\"v\":{v},\"req\":\"{req}\"{extra}}}");
+            if let Ok(r) = parse_request(line.as_bytes()) {
+                proptest::prop_assert_eq!(v, "1");
+                proptest::prop_assert_eq!(r.name(), req);
+            }
+        }
+    }
+
     #[test]
     fn bars_follow_dbm() {
         assert_eq!(bars(None), None);
