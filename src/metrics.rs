@@ -9,6 +9,7 @@
 //! - `messages_total{outcome}`: sent, retry, failed, rejected, expired, suppressed, held, ambiguous
 //! - `delivery_reports_total{status}`, `incoming_messages_total{modem}`
 //! - `send_duration_seconds{modem}` (histogram: one message through one modem)
+//! - `queue_wait_seconds` (histogram: from due to handed to a modem)
 //! - `modem_up{modem}` (1 ready), `modem_signal_dbm{modem}`, `modem_sent_today{modem}`
 //! - `queue_messages{state}` (from the database, every 15 s)
 

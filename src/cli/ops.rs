@@ -205,10 +205,31 @@ async fn dispatch(cmd: OpsCommand) -> Result<(), ClientError> {
             interval,
             count,
         } => {
-            let mut cl = Client::connect(&conn.path()).await?;
+            // Keeps watching across a daemon restart: reconnects at each refresh.
+            let path = conn.path();
+            let mut cl: Option<Client> = None;
             let mut n = 0u64;
             loop {
-                let text = status_text(&mut cl).await?;
+                if cl.is_none() {
+                    match Client::connect(&path).await {
+                        Ok(c) => cl = Some(c),
+                        Err(e) if n == 0 => return Err(e),
+                        Err(_) => {}
+                    }
+                }
+                let text = match cl.as_mut() {
+                    None => format!(
+                        "smsgw is not answering on {} (retrying every {interval} s)\n",
+                        path.display()
+                    ),
+                    Some(c) => match status_text(c).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            cl = None;
+                            format!("smsgw: {e} (retrying every {interval} s)\n")
+                        }
+                    },
+                };
                 // Clear the screen and redraw in place.
                 print!("\x1b[2J\x1b[H{text}");
                 use std::io::Write;
@@ -263,12 +284,16 @@ async fn control(conn: &Conn, req: Request) -> Result<(), ClientError> {
 async fn status_text(cl: &mut Client) -> Result<String, ClientError> {
     let s: Summary = cl.call(Request::Summary).await?;
     let m: Vec<ModemView> = cl.call(Request::Modems).await?;
-    let q: QueueView = cl.call(Request::Queue).await?;
+    // The queue needs the database; the rest of the picture does not.
+    let q = match cl.call::<QueueView>(Request::Queue).await {
+        Ok(q) => render_queue(&q),
+        Err(ClientError::Refused(e)) => format!("QUEUE\n  unavailable: {}\n", e.message),
+        Err(e) => return Err(e),
+    };
     Ok(format!(
-        "{}\n{}\n{}",
+        "{}\n{}\n{q}",
         render_summary(&s),
-        render_modems(&m),
-        render_queue(&q)
+        render_modems(&m)
     ))
 }
 
@@ -317,12 +342,18 @@ pub fn render_summary(s: &Summary) -> String {
         }
     );
     let _ = writeln!(o, "modems    {}/{} ready", s.modems_ready, s.modems_total);
-    let _ = write!(o, "messages  {} waiting", s.waiting);
-    if s.ambiguous > 0 {
+    match s.waiting {
+        Some(w) => {
+            let _ = write!(o, "messages  {w} waiting");
+        }
+        None => {
+            let _ = write!(o, "messages  unknown (the database does not answer)");
+        }
+    }
+    if let Some(a) = s.ambiguous.filter(|a| *a > 0) {
         let _ = write!(
             o,
-            ", {} AMBIGUOUS (smsgw message ID; smsgw release ID resend|fail)",
-            s.ambiguous
+            ", {a} AMBIGUOUS (smsgw message ID; smsgw release ID resend|fail)"
         );
     }
     o.push('\n');

@@ -231,9 +231,10 @@ pub struct Summary {
     pub modems_total: usize,
     pub modems_ready: usize,
     pub sending_paused: bool,
-    /// Messages waiting (queued + retrying) and waiting for an operator (ambiguous).
-    pub waiting: i64,
-    pub ambiguous: i64,
+    /// Messages waiting (queued + retrying) and waiting for an operator
+    /// (ambiguous); absent while the database does not answer.
+    pub waiting: Option<i64>,
+    pub ambiguous: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

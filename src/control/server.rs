@@ -300,15 +300,25 @@ async fn summary(ctx: &Context) -> Response {
         Ok(Err(e)) => (false, Some(e.to_string())),
         Err(_) => (false, Some("no answer within 3 s".into())),
     };
-    let (waiting, ambiguous) = match ctx.store.counts().await {
-        Ok(c) => c
-            .iter()
-            .fold((0, 0), |(w, a), (state, _, n)| match state.as_str() {
-                "queued" | "retrying" => (w + n, a),
-                "ambiguous" => (w, a + n),
-                _ => (w, a),
-            }),
-        Err(_) => (-1, -1),
+    // Counted only with a healthy database: the summary must answer quickly
+    // exactly when the database does not.
+    let counts = if ok {
+        with_deadline(ctx.store.counts()).await.ok()
+    } else {
+        None
+    };
+    let (waiting, ambiguous) = match counts {
+        Some(c) => {
+            let (w, a) = c
+                .iter()
+                .fold((0, 0), |(w, a), (state, _, n)| match state.as_str() {
+                    "queued" | "retrying" => (w + n, a),
+                    "ambiguous" => (w, a + n),
+                    _ => (w, a),
+                });
+            (Some(w), Some(a))
+        }
+        None => (None, None),
     };
     let modems = ctx.modems.list();
     let ready = modems
@@ -375,9 +385,19 @@ pub fn modem_views(ctx: &Context) -> Vec<ModemView> {
         .collect()
 }
 
+/// A database call with an answer within 5 s, or a refusal saying so.
+async fn with_deadline<T>(
+    f: impl std::future::Future<Output = crate::store::Result<T>>,
+) -> Result<T, Response> {
+    match tokio::time::timeout(Duration::from_secs(5), f).await {
+        Ok(r) => r.map_err(|e| failed(format!("database: {e}"))),
+        Err(_) => Err(failed("database: no answer within 5 s")),
+    }
+}
+
 async fn queue(ctx: &Context) -> Result<Response, Response> {
-    let counts = ctx.store.counts().await.map_err(failed)?;
-    let activity = ctx.store.activity(Utc::now()).await.map_err(failed)?;
+    let counts = with_deadline(ctx.store.counts()).await?;
+    let activity = with_deadline(ctx.store.activity(Utc::now())).await?;
     Ok(Response::ok(QueueView {
         counts: counts
             .into_iter()

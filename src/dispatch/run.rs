@@ -578,6 +578,10 @@ impl Dispatcher {
         if self.cfg.log.bodies {
             debug!(id = c.id, %recipient, %body, "message body");
         }
+        // How long a due message waited for a modem (insert or send_at, or its
+        // retry time, to hand-over).
+        let waited = (now - c.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("smsgw_queue_wait_seconds").record(waited);
         let seqs: Vec<u8> = parts.iter().map(|p| p.seq).collect();
         let progress = Progress {
             store: self.store.clone(),

@@ -477,9 +477,52 @@ async fn prometheus_endpoint_counts_what_happened() {
         body.contains("smsgw_send_duration_seconds_bucket{modem=\"m1\",le=\"0.5\"}"),
         "a histogram, not a summary: {body}"
     );
+    assert!(
+        body.contains("smsgw_queue_wait_seconds_count 1"),
+        "one message waited and went: {body}"
+    );
     let other = tokio::task::spawn_blocking(move || http_get(addr, "/"))
         .await
         .unwrap();
     assert!(other.starts_with("HTTP/1.0 404"), "{other}");
     daemon.shutdown().await;
+}
+
+/// The database goes away under a running daemon: `smsgw status` still answers,
+/// says so, and shows the modems; requests that need the database say why they fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_still_answers_when_the_database_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let Some((url, drop_db)) = crate::daemon_faults::database("postgres", dir.path()).await else {
+        return;
+    };
+    let (admin, drop_sql) = drop_db.expect("a server database");
+    let sock = dir.path().join("s.sock");
+    let mut cfg = Config::default();
+    cfg.database.url = url;
+    cfg.modems = vec![modem("m1", "sim:generic:5-20")];
+    cfg.sending.poll_secs = 1;
+    cfg.status.socket = sock.display().to_string();
+    cfg.validate().unwrap();
+    let daemon = Daemon::start(cfg, Some("dbgone".into())).await.unwrap();
+    assert!(daemon.initialised(Duration::from_secs(30)).await);
+    let o = cli(args(&sock, &["status"]), false).await;
+    assert!(stdout(&o).contains("database  postgres"), "{}", stdout(&o));
+    // The database disappears (connections killed, then dropped).
+    admin.execute_raw(&drop_sql).await.unwrap();
+    let o = cli(args(&sock, &["status"]), false).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("UNREACHABLE"), "{out}");
+    assert!(out.contains("messages  unknown"), "{out}");
+    assert!(out.contains("unavailable: database"), "{out}");
+    assert!(out.contains("m1"), "the modems are still shown: {out}");
+    let o = cli(args(&sock, &["message", "1"]), false).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("database"), "{}", stderr(&o));
+    // The daemon itself is unharmed and stops cleanly.
+    tokio::time::timeout(Duration::from_secs(30), daemon.shutdown())
+        .await
+        .expect("a clean stop without the database");
 }
