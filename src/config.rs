@@ -25,6 +25,9 @@ pub struct Config {
     pub modems: Vec<Modem>,
     pub status: Status,
     pub limits: Limits,
+    /// Per category: at most this many messages of the category to one number per
+    /// local day (beside `[limits] per_recipient_per_day` for all categories).
+    pub recipient_limits: std::collections::BTreeMap<String, u32>,
     pub quiet_hours: QuietHours,
     pub sending: Sending,
     pub opt_out: OptOut,

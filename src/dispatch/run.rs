@@ -280,6 +280,7 @@ impl Dispatcher {
         }
         self.quiet = quiet;
         self.cfg.limits = new.limits;
+        self.cfg.recipient_limits = new.recipient_limits;
         self.cfg.quiet_hours = new.quiet_hours;
         self.cfg.opt_out = new.opt_out;
         self.cfg.sending = new.sending;
@@ -473,15 +474,31 @@ impl Dispatcher {
                 )
                 .await;
         }
-        let per_recipient = self.cfg.limits.per_recipient_per_day;
-        if per_recipient > 0 {
+        // Per recipient per local day: all categories together, then the
+        // message's own category. Counted from the database, across number forms.
+        let day_start = self.quiet.day_start(now);
+        let checks = [
+            (None, self.cfg.limits.per_recipient_per_day),
+            (
+                Some(c.category.as_str()),
+                self.cfg
+                    .recipient_limits
+                    .get(&c.category)
+                    .copied()
+                    .unwrap_or(0),
+            ),
+        ];
+        for (category, max) in checks {
+            if max == 0 {
+                continue;
+            }
             let sent = self
                 .store
-                .recipient_sent_since(&recipient, self.quiet.day_start(now))
+                .recipient_sent_since(&recipient, category, day_start)
                 .await?;
-            if sent >= i64::from(per_recipient) {
+            if sent >= i64::from(max) {
                 let due = self.quiet.next_day(now);
-                debug!(id = c.id, %due, "per-recipient daily limit");
+                debug!(id = c.id, ?category, %due, "per-recipient daily limit");
                 return self.complete(c.id, Completion::Release { due }).await;
             }
         }

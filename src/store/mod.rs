@@ -827,9 +827,27 @@ impl Store {
         dispatch!(self.parts_sent_since(since))
     }
 
-    /// Messages sent to `recipient` since `since` (the per-recipient daily limit).
-    pub async fn recipient_sent_since(&self, recipient: &str, since: DateTime<Utc>) -> Result<i64> {
-        dispatch!(self.recipient_sent_since(recipient, since))
+    /// Messages sent to `recipient`, in any of its forms (`+8613...` and `13...` are
+    /// one customer), since `since`; only of `category` when given. The
+    /// per-recipient daily limits count with it.
+    pub async fn recipient_sent_since(
+        &self,
+        recipient: &str,
+        category: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<i64> {
+        let digits: String = recipient.chars().filter(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return Ok(0);
+        }
+        let pattern = format!("%{}", &digits[digits.len().saturating_sub(8)..]);
+        let rows: Vec<(String, i64)> =
+            dispatch!(self.recipient_counts_like(&pattern, category.unwrap_or(""), since))?;
+        Ok(rows
+            .iter()
+            .filter(|(r, _)| same_number(r, recipient))
+            .map(|(_, n)| n)
+            .sum())
     }
 
     /// Messages whose reports did not arrive before `sent_before`: delivery `unknown`.

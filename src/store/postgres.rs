@@ -543,16 +543,20 @@ impl PgStore {
             .collect()
     }
 
-    pub async fn recipient_sent_since(&self, recipient: &str, since: DateTime<Utc>) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM outbox WHERE recipient = $1 AND sent_at >= $2",
-            )
-            .bind(recipient)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?,
+    pub async fn recipient_counts_like(
+        &self,
+        pattern: &str,
+        category: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE $1 AND sent_at >= $2 AND ($3 = '' OR category = $3) GROUP BY recipient",
         )
+        .bind(pattern)
+        .bind(since)
+        .bind(category)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn expire_pending_delivery(&self, before: DateTime<Utc>) -> Result<u64> {

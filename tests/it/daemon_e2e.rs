@@ -438,47 +438,52 @@ async fn reload_adds_and_removes_modems() {
     d.shutdown().await;
 }
 
-/// Rate limits end to end, against the simulator's record: a modem's daily quota
-/// and the per-recipient daily limit are never exceeded, and a restart does not
-/// reset them (the counts come from the database).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daily_limits_hold_across_a_restart() {
+/// Rate limits end to end, against the simulator's record, on each backend: a
+/// modem's daily quota, the per-recipient daily limit (all categories) and a
+/// per-category one are never exceeded, a customer is one customer in any number
+/// form, and a restart does not reset the counts (they come from the database).
+async fn daily_limits_on(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var("STATE_DIRECTORY", dir.path());
-    let url = format!("sqlite://{}/l.db", dir.path().display());
+    let Some((url, drop_db)) = crate::daemon_faults::database(backend, dir.path()).await else {
+        return;
+    };
     let mut cfg = config(&url, vec![modem("m1", "sim:generic:5-20")]);
-    cfg.limits.per_day = 3;
-    cfg.limits.per_recipient_per_day = 1;
+    cfg.limits.per_day = 4;
+    cfg.limits.per_recipient_per_day = 2;
+    cfg.recipient_limits.insert("greeting".into(), 1);
     let d = Daemon::start(cfg.clone(), Some(owner("limits")))
         .await
         .unwrap();
     let store = d.store.clone();
-    // Six messages, two of them to the same customer (national and international form).
-    for to in [
-        "+8613800138301",
-        "13800138301",
-        "+8613800138302",
-        "+8613800138303",
-        "+8613800138304",
-        "+8613800138305",
+    let msg = |to: &str, category: &str| NewMessage {
+        category: Some(category.into()),
+        ..NewMessage::new(to, "会员日提醒")
+    };
+    // Customer A (three number forms), then B, C, D.
+    let mut ids = Vec::new();
+    for (to, cat) in [
+        ("+8613800138301", "notice"),
+        ("13800138301", "greeting"),
+        ("8613800138301", "greeting"), // A's second greeting: held (greeting = 1)
+        ("+8613800138302", "greeting"),
+        ("13800138302", "greeting"), // B's second greeting: held by greeting = 1 alone
+        ("+8613800138303", "notice"),
+        ("+8613800138304", "notice"), // the modem's quota (4) is used by now
     ] {
-        store
-            .enqueue(&NewMessage::new(to, "会员日提醒"))
-            .await
-            .unwrap();
+        ids.push(store.enqueue(&msg(to, cat)).await.unwrap().id);
     }
-    let sent = |store: Store| async move {
-        store
-            .counts()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|(s, _, _)| s == "sent")
-            .map(|(_, _, n)| n)
-            .sum::<i64>()
+    let sent_ids = |store: Store, ids: Vec<i64>| async move {
+        let mut out = Vec::new();
+        for id in ids {
+            if store.get(id).await.unwrap().unwrap().state == "sent" {
+                out.push(id);
+            }
+        }
+        out
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while sent(store.clone()).await < 3 {
+    while sent_ids(store.clone(), ids.clone()).await.len() < 4 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "quota never reached"
@@ -489,20 +494,25 @@ async fn daily_limits_hold_across_a_restart() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let record = d.sims["m1"].submitted();
     d.shutdown().await;
-    assert_eq!(record.len(), 3, "the daily quota of 3 parts: {record:?}");
-    let to: HashSet<String> = record.iter().map(|r| r.to.clone()).collect();
-    assert_eq!(to.len(), 3, "one message per recipient per day: {record:?}");
-    assert_eq!(sent(store.clone()).await, 3);
+    assert_eq!(record.len(), 4, "the daily quota of 4 parts: {record:?}");
+    assert_eq!(
+        sent_ids(store.clone(), ids.clone()).await,
+        [ids[0], ids[1], ids[3], ids[5]],
+        "A's notice and first greeting, B's first greeting, C's notice"
+    );
+    // One customer whatever the number's form: the last 11 digits.
+    let customer = |to: &str| to[to.len() - 11..].to_string();
+    let a: Vec<_> = record
+        .iter()
+        .filter(|r| customer(&r.to) == "13800138301")
+        .collect();
+    assert_eq!(a.len(), 2, "per_recipient_per_day = 2: {record:?}");
 
     // A restart: the day's counts come back from the database.
     let d = Daemon::start(cfg, Some(owner("limits2"))).await.unwrap();
     assert!(d.initialised(Duration::from_secs(30)).await);
-    // New messages to new customers, due now: the modem's quota is used up today.
     for to in ["+8613800138306", "+8613800138307"] {
-        d.store
-            .enqueue(&NewMessage::new(to, "会员日提醒"))
-            .await
-            .unwrap();
+        d.store.enqueue(&msg(to, "notice")).await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after = d.sims["m1"].submitted();
@@ -512,8 +522,7 @@ async fn daily_limits_hold_across_a_restart() {
         after.is_empty(),
         "sent after a restart despite the quota: {after:?}"
     );
-    assert_eq!(sent(store.clone()).await, 3);
-    // The others wait for tomorrow, in order, not failed.
+    // The others wait for tomorrow, not failed.
     let waiting: i64 = store
         .counts()
         .await
@@ -522,7 +531,26 @@ async fn daily_limits_hold_across_a_restart() {
         .filter(|(s, _, _)| s == "queued" || s == "retrying")
         .map(|(_, _, n)| n)
         .sum();
-    assert_eq!(waiting, 5);
+    assert_eq!(waiting, 5, "A's and B's second greetings, D, and the two new ones");
+    drop(store);
+    if let Some((admin, sql)) = drop_db {
+        admin.execute_raw(&sql).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_limits_hold_across_a_restart_sqlite() {
+    daily_limits_on("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_limits_hold_across_a_restart_postgres() {
+    daily_limits_on("postgres").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_limits_hold_across_a_restart_mariadb() {
+    daily_limits_on("mariadb").await
 }
 
 /// A modem that answers a part only after the send timeout: the message is held

@@ -651,11 +651,32 @@ async fn delivery_reports_match_parts_and_roll_up(s: &Store) {
         .await
         .unwrap();
     assert_eq!(sent, vec![("m1".to_string(), 2)]);
+    let since = now - CDuration::minutes(1);
+    for form in ["+8613800138000", "13800138000"] {
+        assert_eq!(
+            s.recipient_sent_since(form, None, since).await.unwrap(),
+            2,
+            "{form}"
+        );
+    }
+    let category = s.get(new).await.unwrap().unwrap().category;
     assert_eq!(
-        s.recipient_sent_since("+8613800138000", now - CDuration::minutes(1))
+        s.recipient_sent_since("13800138000", Some(&category), since)
             .await
             .unwrap(),
         2
+    );
+    assert_eq!(
+        s.recipient_sent_since("13800138000", Some("no-such-category"), since)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.recipient_sent_since("13800138001", None, since)
+            .await
+            .unwrap(),
+        0
     );
     // The old message never got a report: unknown after the timeout.
     assert_eq!(
