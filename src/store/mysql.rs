@@ -92,6 +92,9 @@ impl MySqlStore {
         }
     }
 
+    /// Claims due rows. InnoDB may pick a claimer as a deadlock victim when several
+    /// claim at once (SKIP LOCKED skips row locks, not every gap lock): the whole
+    /// transaction rolled back, so it is simply tried again.
     pub async fn claim(
         &self,
         owner: &str,
@@ -100,18 +103,42 @@ impl MySqlStore {
         now: DateTime<Utc>,
         only: &str,
     ) -> Result<Vec<Claimed>> {
+        let mut attempt = 0;
+        loop {
+            match self.claim_once(owner, limit, until, now, only).await {
+                Err(e) if attempt < 4 && is_deadlock(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn claim_once(
+        &self,
+        owner: &str,
+        limit: u32,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        only: &str,
+    ) -> Result<Vec<Claimed>> {
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM outbox WHERE claimable = 1 AND due_at <= ?
-               AND (? = '' OR LOCATE(CONCAT(',', category, ','), ?) > 0)
-             ORDER BY priority DESC, due_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now)
-        .bind(only)
-        .bind(only)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        // The category filter only when asked: the plain claim keeps its plan.
+        let filter = if only.is_empty() {
+            ""
+        } else {
+            " AND LOCATE(CONCAT(',', category, ','), ?) > 0"
+        };
+        let sql = format!(
+            "SELECT id FROM outbox WHERE claimable = 1 AND due_at <= ?{filter}
+             ORDER BY priority DESC, due_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
+        );
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now);
+        if !only.is_empty() {
+            q = q.bind(only);
+        }
+        let ids: Vec<i64> = q.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
         if ids.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
@@ -625,5 +652,14 @@ impl MySqlStore {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// InnoDB's "deadlock found" (SQLSTATE 40001, error 1213): the transaction was
+/// rolled back and may be retried as a whole.
+fn is_deadlock(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(d)) => d.code().as_deref() == Some("40001"),
+        _ => false,
     }
 }

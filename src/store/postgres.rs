@@ -129,11 +129,16 @@ impl PgStore {
         now: DateTime<Utc>,
         only: &str,
     ) -> Result<Vec<Claimed>> {
-        let rows = sqlx::query(
+        // The category filter only when asked: the plain claim keeps its plan.
+        let filter = if only.is_empty() {
+            ""
+        } else {
+            " AND strpos($5, ',' || category || ',') > 0"
+        };
+        let sql = format!(
             "WITH picked AS (
                  SELECT id FROM outbox
-                 WHERE state IN ('queued', 'retrying') AND due_at <= $3
-                   AND ($5 = '' OR strpos($5, ',' || category || ',') > 0)
+                 WHERE state IN ('queued', 'retrying') AND due_at <= $3{filter}
                  ORDER BY priority DESC, due_at, id
                  LIMIT $4
                  FOR UPDATE SKIP LOCKED)
@@ -141,15 +146,17 @@ impl PgStore {
              FROM picked WHERE o.id = picked.id
              RETURNING o.id, o.recipient, o.body, o.category, o.priority, o.send_at, o.expires_at, o.modem_group,
                        o.request_report, o.flash, o.attempts, o.due_at, o.lease_until,
-                       (SELECT array_agg(seq) FROM outbox_parts p WHERE p.outbox_id = o.id) AS parts_done",
-        )
-        .bind(owner)
-        .bind(until)
-        .bind(now)
-        .bind(i64::from(limit))
-        .bind(only)
-        .fetch_all(&self.pool)
-        .await?;
+                       (SELECT array_agg(seq) FROM outbox_parts p WHERE p.outbox_id = o.id) AS parts_done"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .bind(i64::from(limit));
+        if !only.is_empty() {
+            q = q.bind(only);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         let mut out = rows.iter().map(claimed).collect::<Result<Vec<_>>>()?;
         out.sort_by(|a, b| {
             b.priority

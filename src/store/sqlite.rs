@@ -126,21 +126,27 @@ impl SqliteStore {
     ) -> Result<Vec<Claimed>> {
         // One statement: SQLite has a single writer, so the subquery and the update
         // see the same rows and no other claimer can interleave.
-        let rows = sqlx::query(
+        let filter = if only.is_empty() {
+            ""
+        } else {
+            " AND instr(?5, ',' || category || ',') > 0"
+        };
+        let sql = format!(
             "UPDATE outbox SET state = 'sending', lease_owner = ?1, lease_until = ?2, updated_at = ?3
-             WHERE id IN (SELECT id FROM outbox WHERE state IN ('queued', 'retrying') AND due_at <= ?3
-                            AND (?5 = '' OR instr(?5, ',' || category || ',') > 0)
+             WHERE id IN (SELECT id FROM outbox WHERE state IN ('queued', 'retrying') AND due_at <= ?3{filter}
                           ORDER BY priority DESC, due_at, id LIMIT ?4)
              RETURNING id, recipient, body, category, priority, send_at, expires_at, modem_group,
-                       request_report, flash, attempts, due_at, lease_until",
-        )
-        .bind(owner)
-        .bind(time_text(until))
-        .bind(time_text(now))
-        .bind(i64::from(limit))
-        .bind(only)
-        .fetch_all(&self.pool)
-        .await?;
+                       request_report, flash, attempts, due_at, lease_until"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(time_text(until))
+            .bind(time_text(now))
+            .bind(i64::from(limit));
+        if !only.is_empty() {
+            q = q.bind(only);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             out.push(Claimed {

@@ -531,7 +531,10 @@ async fn daily_limits_on(backend: &str) {
         .filter(|(s, _, _)| s == "queued" || s == "retrying")
         .map(|(_, _, n)| n)
         .sum();
-    assert_eq!(waiting, 5, "A's and B's second greetings, D, and the two new ones");
+    assert_eq!(
+        waiting, 5,
+        "A's and B's second greetings, D, and the two new ones"
+    );
     drop(store);
     if let Some((admin, sql)) = drop_db {
         admin.execute_raw(&sql).await.unwrap();
