@@ -10,7 +10,8 @@
 //! - `delivery_reports_total{status}`, `incoming_messages_total{modem}`
 //! - `send_duration_seconds{modem}` (histogram: one message through one modem)
 //! - `queue_wait_seconds` (histogram: from due to handed to a modem)
-//! - `modem_up{modem}` (1 ready), `modem_signal_dbm{modem}`, `modem_sent_today{modem}`
+//! - `modem_up{modem}` (1 ready), `modem_state{modem,state}` (1 for the current state),
+//!   `modem_signal_dbm{modem}`, `modem_sent_today{modem}`
 //! - `queue_messages{state}` (from the database, every 15 s)
 
 use crate::dispatch::steer::Steering;
@@ -81,6 +82,22 @@ async fn refresh(src: Sources, handle: PrometheusHandle, mut stop: watch::Receiv
             let id = m.id.clone();
             let up = f64::from(u8::from(s.state == ModemState::Ready));
             metrics::gauge!("smsgw_modem_up", "modem" => id.clone()).set(up);
+            // One series per state, 1 for the current one (the usual enum gauge).
+            for st in [
+                ModemState::Initialising,
+                ModemState::Ready,
+                ModemState::Degraded,
+                ModemState::Resetting,
+                ModemState::Disconnected,
+                ModemState::Stopped,
+            ] {
+                let name = serde_json::to_value(st)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                metrics::gauge!("smsgw_modem_state", "modem" => id.clone(), "state" => name)
+                    .set(f64::from(u8::from(s.state == st)));
+            }
             if let Some(d) = s.signal.as_ref().and_then(|x| x.dbm()) {
                 metrics::gauge!("smsgw_modem_signal_dbm", "modem" => id.clone()).set(f64::from(d));
             }

@@ -465,6 +465,7 @@ impl Dispatcher {
         if !self.cfg.opt_out.exempt_categories.contains(&c.category)
             && self.store.is_opted_out(&recipient).await?
         {
+            info!(id = c.id, category = %c.category, "suppressed: the recipient opted out");
             return self
                 .complete(
                     c.id,

@@ -466,6 +466,11 @@ async fn prometheus_endpoint_counts_what_happened() {
     );
     assert!(body.contains("smsgw_modem_up{modem=\"m1\"} 1"), "{body}");
     assert!(
+        body.contains("smsgw_modem_state{modem=\"m1\",state=\"ready\"} 1")
+            && body.contains("smsgw_modem_state{modem=\"m1\",state=\"degraded\"} 0"),
+        "{body}"
+    );
+    assert!(
         body.contains("smsgw_modem_signal_dbm{modem=\"m1\"}"),
         "{body}"
     );
