@@ -151,6 +151,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let on_network: usize = d.sims.values().map(|s| s.submitted().len()).sum();
     println!("\nparts that reached the (simulated) network: {on_network}");
+    if let Some(sock) = &d.socket {
+        // What a technician sees meanwhile, through the status socket.
+        println!(
+            "\n$ smsgw status --socket {}   (while the daemon runs)\n",
+            sock.display()
+        );
+        let mut cl = crate::control::client::Client::connect(sock).await?;
+        print!("{}", crate::cli::ops::status_text(&mut cl).await?);
+    }
     d.shutdown().await;
     Ok(())
 }

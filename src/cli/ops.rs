@@ -281,7 +281,7 @@ async fn control(conn: &Conn, req: Request) -> Result<(), ClientError> {
     Ok(())
 }
 
-async fn status_text(cl: &mut Client) -> Result<String, ClientError> {
+pub async fn status_text(cl: &mut Client) -> Result<String, ClientError> {
     let s: Summary = cl.call(Request::Summary).await?;
     let m: Vec<ModemView> = cl.call(Request::Modems).await?;
     // The queue needs the database; the rest of the picture does not.

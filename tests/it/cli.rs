@@ -243,6 +243,12 @@ fn demo_shows_the_whole_flow() {
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
+        out.contains("$ smsgw status --socket")
+            && out.contains("MODEM")
+            && out.contains("huawei-1"),
+        "the demo ends with what `smsgw status` shows: {out}"
+    );
+    assert!(
         o.status.success(),
         "{out}\n{}",
         String::from_utf8_lossy(&o.stderr)
