@@ -100,25 +100,30 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
-        tokio::select! {
+        // A free slot first (at most MAX_CLIENTS connections), then a client;
+        // a stop interrupts either wait.
+        let permit = tokio::select! {
             _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = connection(stream, &ctx).await {
-                            debug!(error = %e, "status client went away");
-                        }
-                        drop(permit);
-                    });
-                }
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let stream = tokio::select! {
+            _ = stop.changed() => break,
+            a = listener.accept() => match a {
+                Ok((stream, _)) => stream,
                 Err(e) => {
                     warn!(error = %e, "status socket accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
+            },
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, &ctx).await {
+                debug!(error = %e, "status client went away");
             }
-        }
+            drop(permit);
+        });
     }
     let _ = std::fs::remove_file(&path);
 }

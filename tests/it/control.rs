@@ -377,7 +377,13 @@ async fn status_socket_protocol_authorisation_and_cli() {
     }
 
     // --- A daemon that is not running: a human error -------------------------
-    daemon.shutdown().await;
+    // Idle clients filling every connection slot do not hold up the stop.
+    let idle: Vec<Raw> = (0..40).map(|_| Raw::connect(&sock)).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(30), daemon.shutdown())
+        .await
+        .expect("stops with idle clients connected");
+    drop(idle);
     assert!(!sock.exists(), "the socket file is removed at stop");
     let o = cli(args(&sock, &["status"]), false).await;
     assert_eq!(o.status.code(), Some(3));
