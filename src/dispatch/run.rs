@@ -53,6 +53,8 @@ struct Done {
     started: std::time::Instant,
     /// The parts this send carried, in order.
     seqs: Vec<u8>,
+    /// The parts already recorded as they were acknowledged.
+    recorded: Vec<u8>,
 }
 
 /// A message held as ambiguous because its modem did not answer for one part: if
@@ -85,7 +87,8 @@ struct Progress {
 }
 
 impl Progress {
-    async fn acknowledged(&self, p: &crate::modem::PartSent) {
+    /// Records one acknowledged part; true when it is written.
+    async fn acknowledged(&self, p: &crate::modem::PartSent) -> bool {
         let rec = PartRecord {
             seq: i32::from(p.seq),
             total: self.total,
@@ -97,22 +100,27 @@ impl Progress {
         };
         if let Err(e) = self.store.record_part(self.id, &rec).await {
             warn!(id = self.id, error = %e, "cannot record a part yet; recorded when the message completes");
-            return;
+            return false;
         }
-        // Only after the record: until then this part stays "on the wire".
-        let next = self
-            .seqs
-            .iter()
-            .skip_while(|s| **s != p.seq)
-            .nth(1)
-            .map(|s| i32::from(*s));
-        if let Err(e) = self
-            .store
-            .set_inflight(&self.owner, self.id, next, self.lease_until)
-            .await
-        {
-            debug!(id = self.id, error = %e, "in-flight marker not moved (stays conservative)");
+        // Only after the record: until then this part stays "on the wire". After
+        // the last part the completion clears the marker (a crash in between holds
+        // the row as ambiguous: conservative, and a window of milliseconds).
+        let next = self.seqs.iter().skip_while(|s| **s != p.seq).nth(1);
+        if let Some(next) = next {
+            if let Err(e) = self
+                .store
+                .set_inflight(
+                    &self.owner,
+                    self.id,
+                    Some(i32::from(*next)),
+                    self.lease_until,
+                )
+                .await
+            {
+                debug!(id = self.id, error = %e, "in-flight marker not moved (stays conservative)");
+            }
         }
+        true
     }
 }
 
@@ -621,12 +629,19 @@ impl Dispatcher {
             let (ptx, mut prx) = mpsc::unbounded_channel();
             let send = handle.send_with_progress(parts, Some(ptx));
             tokio::pin!(send);
+            let mut recorded = Vec::new();
             let report = loop {
                 tokio::select! {
                     r = &mut send => break r,
-                    Some(p) = prx.recv() => progress.acknowledged(&p).await,
+                    Some(p) = prx.recv() => if progress.acknowledged(&p).await { recorded.push(p.seq) },
                 }
             };
+            // Parts acknowledged just before the reply: their progress may still wait.
+            while let Ok(p) = prx.try_recv() {
+                if progress.acknowledged(&p).await {
+                    recorded.push(p.seq);
+                }
+            }
             let _ = done
                 .send(Done {
                     claimed: c,
@@ -636,6 +651,7 @@ impl Dispatcher {
                     report,
                     started,
                     seqs,
+                    recorded,
                 })
                 .await;
         });
@@ -671,7 +687,12 @@ impl Dispatcher {
                 .increment(1);
         }
         let id = d.claimed.id;
-        for p in &d.report.sent {
+        for p in d
+            .report
+            .sent
+            .iter()
+            .filter(|p| !d.recorded.contains(&p.seq))
+        {
             let rec = PartRecord {
                 seq: i32::from(p.seq),
                 total: d.total,
