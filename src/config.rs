@@ -216,8 +216,9 @@ pub struct Sending {
     pub lease_secs: u64,
     pub poll_secs: u64,
     /// Due rows of these categories are claimed before any other due row, whatever
-    /// their priority: a reminder never waits behind a campaign. Within each class,
-    /// priority then due time. `[]` = priority order only.
+    /// their priority, category by category in this order: a reminder never waits
+    /// behind a campaign. Within a category, priority then due time. `[]` =
+    /// priority order only.
     pub urgent_categories: Vec<String>,
 }
 

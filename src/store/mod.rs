@@ -638,12 +638,15 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>> {
-        self.claim_only(owner, limit, lease, now, &[]).await
+        let until = now
+            + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::minutes(10));
+        dispatch!(self.claim(owner, limit, until, now, None))
     }
 
-    /// As [`Store::claim`], restricted to rows of `categories` (none = every row):
-    /// the dispatcher claims urgent categories first, so that a reminder never
-    /// waits behind a campaign. Category names are plain words (validated config).
+    /// As [`Store::claim`], restricted to rows of `categories`, one category after
+    /// the other in the order given: the dispatcher claims urgent categories first,
+    /// so that a reminder never waits behind a campaign. Each is one indexed claim
+    /// (`outbox_claim_category`), whatever the backlog of other categories.
     pub async fn claim_only(
         &self,
         owner: &str,
@@ -654,13 +657,17 @@ impl Store {
     ) -> Result<Vec<Claimed>> {
         let until = now
             + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::minutes(10));
-        // One bind parameter whatever the list's length: ",a,b," ('' = no filter).
-        let only = if categories.is_empty() {
-            String::new()
-        } else {
-            format!(",{},", categories.join(","))
-        };
-        dispatch!(self.claim(owner, limit, until, now, &only))
+        let mut out = Vec::new();
+        for c in categories {
+            let left = limit.saturating_sub(out.len() as u32);
+            if left == 0 {
+                break;
+            }
+            let got: Vec<Claimed> =
+                dispatch!(self.claim(owner, left, until, now, Some(c.as_str())))?;
+            out.extend(got);
+        }
+        Ok(out)
     }
 
     /// Marks which part is about to go on the wire (`None` after its outcome is

@@ -101,7 +101,7 @@ impl MySqlStore {
         limit: u32,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-        only: &str,
+        only: Option<&str>,
     ) -> Result<Vec<Claimed>> {
         let mut attempt = 0;
         loop {
@@ -121,22 +121,22 @@ impl MySqlStore {
         limit: u32,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-        only: &str,
+        only: Option<&str>,
     ) -> Result<Vec<Claimed>> {
         let mut tx = self.pool.begin().await?;
         // The category filter only when asked: the plain claim keeps its plan.
-        let filter = if only.is_empty() {
+        let filter = if only.is_none() {
             ""
         } else {
-            " AND LOCATE(CONCAT(',', category, ','), ?) > 0"
+            " AND category = ?"
         };
         let sql = format!(
             "SELECT id FROM outbox WHERE claimable = 1 AND due_at <= ?{filter}
              ORDER BY priority DESC, due_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
         );
         let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now);
-        if !only.is_empty() {
-            q = q.bind(only);
+        if let Some(c) = only {
+            q = q.bind(c);
         }
         let ids: Vec<i64> = q.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
         if ids.is_empty() {

@@ -127,13 +127,13 @@ impl PgStore {
         limit: u32,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-        only: &str,
+        only: Option<&str>,
     ) -> Result<Vec<Claimed>> {
         // The category filter only when asked: the plain claim keeps its plan.
-        let filter = if only.is_empty() {
+        let filter = if only.is_none() {
             ""
         } else {
-            " AND strpos($5, ',' || category || ',') > 0"
+            " AND category = $5"
         };
         let sql = format!(
             "WITH picked AS (
@@ -153,8 +153,8 @@ impl PgStore {
             .bind(until)
             .bind(now)
             .bind(i64::from(limit));
-        if !only.is_empty() {
-            q = q.bind(only);
+        if let Some(c) = only {
+            q = q.bind(c);
         }
         let rows = q.fetch_all(&self.pool).await?;
         let mut out = rows.iter().map(claimed).collect::<Result<Vec<_>>>()?;

@@ -122,14 +122,14 @@ impl SqliteStore {
         limit: u32,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-        only: &str,
+        only: Option<&str>,
     ) -> Result<Vec<Claimed>> {
         // One statement: SQLite has a single writer, so the subquery and the update
         // see the same rows and no other claimer can interleave.
-        let filter = if only.is_empty() {
+        let filter = if only.is_none() {
             ""
         } else {
-            " AND instr(?5, ',' || category || ',') > 0"
+            " AND category = ?5"
         };
         let sql = format!(
             "UPDATE outbox SET state = 'sending', lease_owner = ?1, lease_until = ?2, updated_at = ?3
@@ -143,8 +143,8 @@ impl SqliteStore {
             .bind(time_text(until))
             .bind(time_text(now))
             .bind(i64::from(limit));
-        if !only.is_empty() {
-            q = q.bind(only);
+        if let Some(c) = only {
+            q = q.bind(c);
         }
         let rows = q.fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());

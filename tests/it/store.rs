@@ -715,7 +715,11 @@ async fn urgent_categories_are_claimed_alone(s: &Store) {
     let urgent = ["reminder".to_string(), "notice".to_string()];
     let c = s.claim_only("a", 10, LEASE, later, &urgent).await.unwrap();
     let ids: Vec<i64> = c.iter().map(|c| c.id).collect();
-    assert_eq!(ids, [n, r], "only the named categories, by priority");
+    assert_eq!(
+        ids,
+        [r, n],
+        "only the named categories, in the order listed"
+    );
     let rest = s.claim("a", 10, LEASE, later).await.unwrap();
     assert_eq!(rest.len(), 2);
     assert_eq!(rest[1].id, g);
