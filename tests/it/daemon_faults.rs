@@ -334,7 +334,7 @@ async fn faults_on(backend: &str) {
         }
     }
     eprintln!("released {released} ambiguous row(s) for a resend");
-    // Delivery reports written back: every row the second daemon sent ends delivered
+    // Delivery reports written back: every row whose parts the second daemon sent ends delivered
     // (the simulators report every accepted part as delivered). Reports for parts
     // sent just before the kill -9 may arrive while no daemon listens, as on real
     // modems with routed +CDS: those rows stay pending until report_timeout_hours.
@@ -343,9 +343,13 @@ async fn faults_on(backend: &str) {
         let mut pending = Vec::new();
         for id in 1..=n as i64 {
             let row = store.get(id).await.unwrap().unwrap();
-            let late = row
-                .sent_at
-                .is_some_and(|t| t > restarted_at + chrono::Duration::seconds(3));
+            // Every part went out while the second daemon listened (a released row
+            // may carry parts from before the kill, whose reports had no listener).
+            let parts = store.parts(id).await.unwrap();
+            let late = !parts.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| p.submitted_at > restarted_at + chrono::Duration::seconds(3));
             if row.state == "sent" && late && row.delivery != "delivered" {
                 pending.push((id, row.delivery));
             }
