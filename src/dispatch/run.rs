@@ -618,11 +618,7 @@ impl Dispatcher {
             total,
             modem: modem.clone(),
             recipient: recipient.clone(),
-            status: if c.request_report {
-                Delivery::Pending
-            } else {
-                Delivery::None
-            },
+            status: Delivery::initial(c.request_report),
         };
         tokio::spawn(async move {
             let started = std::time::Instant::now();
@@ -700,11 +696,7 @@ impl Dispatcher {
                 recipient: d.recipient.clone(),
                 mr: p.mr,
                 submitted_at: p.at,
-                status: if d.claimed.request_report {
-                    Delivery::Pending
-                } else {
-                    Delivery::None
-                },
+                status: Delivery::initial(d.claimed.request_report),
             };
             // Facts about the network: retried until written, they must never be lost.
             let mut wait = Duration::from_millis(200);
@@ -883,21 +875,13 @@ impl Dispatcher {
             recipient: doubt.recipient.clone(),
             mr: Some(mr),
             submitted_at: now,
-            status: if doubt.report_requested {
-                Delivery::Pending
-            } else {
-                Delivery::None
-            },
+            status: Delivery::initial(doubt.report_requested),
         };
         let outcome = async {
             self.store.record_part(id, &rec).await?;
             let recorded = self.store.parts(id).await?.len() as i32;
             if recorded >= doubt.total {
-                let delivery = if doubt.report_requested {
-                    Delivery::Pending
-                } else {
-                    Delivery::None
-                };
+                let delivery = Delivery::initial(doubt.report_requested);
                 self.store
                     .resolve_sent(id, modem, doubt.total, delivery, now)
                     .await

@@ -102,6 +102,16 @@ pub enum Delivery {
 }
 
 impl Delivery {
+    /// A sent part's or message's delivery before any report: `pending` when a
+    /// report was requested, else `none`.
+    pub fn initial(report_requested: bool) -> Delivery {
+        if report_requested {
+            Delivery::Pending
+        } else {
+            Delivery::None
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Delivery::None => "none",
@@ -316,11 +326,7 @@ impl Completion {
                 sent: true,
                 modem: Some(modem.clone()),
                 parts_total: Some(*parts_total),
-                delivery: Some(if *report_requested {
-                    Delivery::Pending
-                } else {
-                    Delivery::None
-                }),
+                delivery: Some(Delivery::initial(*report_requested)),
                 ..base(State::Sent)
             },
             Completion::Retry {
