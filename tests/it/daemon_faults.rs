@@ -449,24 +449,31 @@ fn the_sim_pin_never_reaches_the_logs_even_at_trace_level() {
         ),
     )
     .unwrap();
+    let log_path = d.join("stderr.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_smsgw"))
         .args(["run", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "smsgw=trace")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    // Generous under load: probing, PIN entry and init take well under a second alone.
-    std::thread::sleep(Duration::from_secs(6));
+    // Until the modem is ready (well under a second alone; up to 30 s on a loaded
+    // machine), then a moment of trace-level polling traffic after it.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(30)
+        && !std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("Ready"))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
     child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains("entering SIM PIN"),
-        "the PIN path ran: status {:?}, {} bytes: {log}",
-        out.status,
-        out.stderr.len()
+        "the PIN path ran: status {status:?}, {} bytes: {log}",
+        log.len()
     );
     assert!(
         log.contains("Ready"),
