@@ -15,11 +15,11 @@ use crate::store::{
     Claimed, Completion, Delivery, Fragment, InboxMessage, PartRecord, ReportUpdate, Store,
 };
 use chrono::{DateTime, Duration as CDuration, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// One modem as the dispatcher tracks it.
 pub struct Slot {
@@ -151,6 +151,10 @@ pub struct Dispatcher {
     pub steer: Arc<Steering>,
     /// Per modem: the part whose send went unanswered (see [`Doubt`]).
     doubts: HashMap<String, Doubt>,
+    /// Modem events whose write the database refused, oldest first.
+    unrecorded: VecDeque<Unrecorded>,
+    /// Delivery reports that matched no recorded part yet (see [`UNMATCHED_GRACE`]).
+    unmatched: Vec<Unrecorded>,
 }
 
 impl Dispatcher {
@@ -198,6 +202,8 @@ impl Dispatcher {
             concat_ref: (now.timestamp_subsec_micros() % 256) as u8,
             steer,
             doubts: HashMap::new(),
+            unrecorded: VecDeque::new(),
+            unmatched: Vec::new(),
         }
         .publishing_usage())
     }
@@ -334,6 +340,9 @@ impl Dispatcher {
             if *stop.borrow() {
                 break;
             }
+            if !self.unrecorded.is_empty() {
+                self.retry_unrecorded().await;
+            }
             match self.dispatch_due(&done_tx, &mut in_flight).await {
                 Ok(()) => db_backoff = Duration::from_millis(500),
                 Err(e) => {
@@ -374,9 +383,17 @@ impl Dispatcher {
         while let Ok(ev) = events.try_recv() {
             self.on_event(ev).await;
         }
+        self.retry_unrecorded().await;
+        if !self.unrecorded.is_empty() {
+            error!(
+                left = self.unrecorded.len(),
+                "stopping with modem events the database did not take (stored ones stay on the modems)"
+            );
+        }
     }
 
     async fn housekeeping(&mut self) {
+        self.retry_unmatched().await;
         let now = Utc::now();
         match self.store.rescue_expired(now).await {
             Ok(r) if r.retrying + r.ambiguous > 0 => {
@@ -767,6 +784,9 @@ impl Dispatcher {
         if self.slots.get(&d.modem).is_some_and(|s| s.retiring) {
             self.retire(&d.modem).await;
         }
+        if !self.unmatched.is_empty() {
+            self.retry_unmatched().await;
+        }
     }
 
     async fn delete(&self, modem: &str, stored: Option<StoredAt>) {
@@ -784,67 +804,162 @@ impl Dispatcher {
                 pdu,
                 raw,
                 stored,
-            } => {
-                let ok = match pdu.map(|d| d.tpdu) {
-                    Ok(Tpdu::StatusReport(sr)) => {
-                        let now = Utc::now();
-                        let status = if !sr.status.is_final {
-                            Delivery::Pending
-                        } else if sr.status.delivered {
-                            Delivery::Delivered
-                        } else {
-                            Delivery::Failed
-                        };
-                        let u = ReportUpdate {
-                            modem: modem.clone(),
-                            mr: sr.message_reference,
-                            recipient: sr.recipient.number.clone(),
-                            since: now
-                                - CDuration::hours(i64::from(
-                                    self.cfg.sending.report_timeout_hours,
-                                )),
-                            tp_status: sr.status.raw,
-                            status,
-                            report_at: now,
-                            discharge_at: sr.discharge_time.to_utc().unwrap_or(now),
-                        };
-                        metrics::counter!("smsgw_delivery_reports_total", "status" => status.as_str())
-                            .increment(1);
-                        match self.store.apply_report(&u).await {
-                            Ok(Some(id)) => {
-                                info!(id, modem = %modem, mr = u.mr, status = %sr.status.meaning, "delivery report");
-                                true
-                            }
-                            Ok(None) => {
-                                warn!(modem = %modem, mr = u.mr, to = %u.recipient, "delivery report matches no sent part");
-                                true
-                            }
-                            Err(e) => {
-                                warn!(error = %e, "cannot record a delivery report; it stays on the modem");
-                                false
-                            }
-                        }
-                    }
-                    _ => {
-                        warn!(modem = %modem, raw = %raw, "undecodable status report dropped");
-                        true
-                    }
-                };
-                if ok {
+            } => match pdu.map(|d| d.tpdu) {
+                Ok(Tpdu::StatusReport(sr)) => {
+                    let now = Utc::now();
+                    let status = if !sr.status.is_final {
+                        Delivery::Pending
+                    } else if sr.status.delivered {
+                        Delivery::Delivered
+                    } else {
+                        Delivery::Failed
+                    };
+                    let update = ReportUpdate {
+                        modem: modem.clone(),
+                        mr: sr.message_reference,
+                        recipient: sr.recipient.number.clone(),
+                        since: now
+                            - CDuration::hours(i64::from(self.cfg.sending.report_timeout_hours)),
+                        tp_status: sr.status.raw,
+                        status,
+                        report_at: now,
+                        discharge_at: sr.discharge_time.to_utc().unwrap_or(now),
+                    };
+                    metrics::counter!("smsgw_delivery_reports_total", "status" => status.as_str())
+                        .increment(1);
+                    info!(modem = %modem, mr = update.mr, status = %sr.status.meaning, "delivery report received");
+                    self.record(Unrecorded::Report { update, stored }).await;
+                }
+                _ => {
+                    warn!(modem = %modem, raw = %raw, "undecodable status report dropped");
                     self.delete(&modem, stored).await;
                 }
-            }
+            },
             ModemEvent::Incoming {
                 modem,
                 pdu,
                 raw,
                 stored,
-            } => {
-                if self.on_incoming(&modem, pdu, &raw).await {
-                    self.delete(&modem, stored).await;
-                }
-            }
+            } => match self.incoming(&modem, pdu, &raw) {
+                Some(w) => self.record(w.stored_at(stored)).await,
+                None => self.delete(&modem, stored).await,
+            },
             ModemEvent::LateSubmit { modem, mr } => self.late_submit(&modem, mr).await,
+        }
+    }
+
+    /// Writes what a modem reported; a write the database refuses joins
+    /// `unrecorded` (in order) and is retried before the next claim.
+    async fn record(&mut self, w: Unrecorded) {
+        if !self.unrecorded.is_empty() {
+            return self.keep(w);
+        }
+        if let Some(w) = self.try_record(w).await {
+            self.keep(w);
+        }
+    }
+
+    fn keep(&mut self, w: Unrecorded) {
+        if self.unrecorded.len() >= MAX_UNRECORDED {
+            if let Some(old) = self.unrecorded.pop_front() {
+                error!(what = ?old, "too many unrecorded modem events while the database is down; dropped the oldest");
+            }
+        }
+        self.unrecorded.push_back(w);
+    }
+
+    /// Retries the writes the database refused, oldest first, until one fails again.
+    async fn retry_unrecorded(&mut self) {
+        let before = self.unrecorded.len();
+        while let Some(w) = self.unrecorded.pop_front() {
+            if let Some(w) = self.try_record(w).await {
+                self.unrecorded.push_front(w);
+                break;
+            }
+        }
+        if before > 0 {
+            info!(
+                recorded = before - self.unrecorded.len(),
+                left = self.unrecorded.len(),
+                "modem events kept while the database was down"
+            );
+        }
+    }
+
+    /// Tries again the reports that matched no recorded part (until their grace
+    /// period ends: then they are dropped with a warning).
+    async fn retry_unmatched(&mut self) {
+        for w in std::mem::take(&mut self.unmatched) {
+            if let Some(w) = self.try_record(w).await {
+                self.keep(w);
+            }
+        }
+    }
+
+    /// One write; what is left to do if the database refused it. A modem's stored
+    /// copy is deleted only once its write is done.
+    async fn try_record(&mut self, mut w: Unrecorded) -> Option<Unrecorded> {
+        loop {
+            let (modem, stored) = match w {
+                Unrecorded::Report { update, stored } => {
+                    match self.store.apply_report(&update).await {
+                        Ok(Some(id)) => {
+                            info!(id, modem = %update.modem, mr = update.mr, status = update.status.as_str(), "delivery report recorded")
+                        }
+                        Ok(None) if Utc::now() - update.report_at < UNMATCHED_GRACE => {
+                            // Its part may not be recorded yet (acknowledged while
+                            // the database was down): tried again after each
+                            // finished send and at housekeeping.
+                            debug!(modem = %update.modem, mr = update.mr, "delivery report matches no recorded part yet; kept");
+                            self.unmatched.push(Unrecorded::Report { update, stored });
+                            return None;
+                        }
+                        Ok(None) => {
+                            warn!(modem = %update.modem, mr = update.mr, to = %update.recipient, "delivery report matches no sent part")
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot record a delivery report yet; kept and retried");
+                            return Some(Unrecorded::Report { update, stored });
+                        }
+                    }
+                    (update.modem, stored)
+                }
+                Unrecorded::Fragment { fragment, stored } => {
+                    match self.store.add_fragment(&fragment).await {
+                        // Kept in the database until the rest arrives.
+                        Ok(None) => (fragment.modem, stored),
+                        Ok(Some(all)) => {
+                            // The fragments left the database with this answer: from
+                            // here the whole message is what must not be lost.
+                            let body: String = all.iter().map(|f| f.body.as_str()).collect();
+                            w = Unrecorded::Inbox {
+                                message: self.inbox_message(
+                                    &fragment.modem,
+                                    fragment.sender,
+                                    body,
+                                    all.len() as i32,
+                                    fragment.received_at,
+                                ),
+                                stored,
+                            };
+                            continue;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot store a message fragment yet; kept and retried");
+                            return Some(Unrecorded::Fragment { fragment, stored });
+                        }
+                    }
+                }
+                Unrecorded::Inbox { message, stored } => {
+                    if let Err(e) = self.store_inbox(&message).await {
+                        warn!(error = %e, "cannot store an incoming message yet; kept and retried");
+                        return Some(Unrecorded::Inbox { message, stored });
+                    }
+                    (message.modem, stored)
+                }
+            };
+            self.delete(&modem, stored).await;
+            return None;
         }
     }
 
@@ -924,14 +1039,14 @@ impl Dispatcher {
         }
     }
 
-    /// Stores an incoming message (or its fragment); true when it is safe to delete
-    /// it from the modem.
-    async fn on_incoming(
-        &mut self,
+    /// What an incoming PDU asks to be written: a fragment to keep until the rest
+    /// arrives, or a whole message for the inbox (None: nothing; delete it).
+    fn incoming(
+        &self,
         modem: &str,
         pdu: Result<pdu::Decoded, String>,
         raw: &str,
-    ) -> bool {
+    ) -> Option<Unrecorded> {
         let now = Utc::now();
         let (sender, body, received_at, concat) = match pdu.map(|d| d.tpdu) {
             Ok(Tpdu::Deliver(x)) => {
@@ -942,7 +1057,7 @@ impl Dispatcher {
                 let at: DateTime<Utc> = x.scts.to_utc().unwrap_or(now);
                 (x.originator.number.clone(), body, at, x.user_data.concat())
             }
-            Ok(_) => return true,
+            Ok(_) => return None,
             Err(e) => (
                 "unknown".to_string(),
                 format!("(undecodable PDU: {e}) {raw}"),
@@ -950,61 +1065,100 @@ impl Dispatcher {
                 None,
             ),
         };
-        let (body, parts) = match concat.filter(|c| c.total > 1) {
-            None => (body, 1),
-            Some(c) => {
-                let f = Fragment {
+        Some(match concat.filter(|c| c.total > 1) {
+            None => Unrecorded::Inbox {
+                message: self.inbox_message(modem, sender, body, 1, received_at),
+                stored: None,
+            },
+            Some(c) => Unrecorded::Fragment {
+                fragment: Fragment {
                     modem: modem.to_string(),
-                    sender: sender.clone(),
+                    sender,
                     concat_ref: i32::from(c.reference),
                     total: i32::from(c.total),
                     seq: i32::from(c.seq),
                     body,
                     received_at,
-                };
-                match self.store.add_fragment(&f).await {
-                    Ok(None) => return true, // kept in the database until the rest arrives
-                    Ok(Some(all)) => (
-                        all.iter().map(|f| f.body.as_str()).collect::<String>(),
-                        all.len() as i32,
-                    ),
-                    Err(e) => {
-                        warn!(error = %e, "cannot store a message fragment; it stays on the modem");
-                        return false;
-                    }
-                }
-            }
-        };
-        let opt_out = policy::is_opt_out(&body, &self.cfg.opt_out.keywords);
-        let m = InboxMessage {
+                },
+                stored: None,
+            },
+        })
+    }
+
+    fn inbox_message(
+        &self,
+        modem: &str,
+        sender: String,
+        body: String,
+        parts: i32,
+        received_at: DateTime<Utc>,
+    ) -> InboxMessage {
+        InboxMessage {
             modem: modem.to_string(),
-            sender: sender.clone(),
-            body: body.clone(),
+            opt_out: policy::is_opt_out(&body, &self.cfg.opt_out.keywords),
+            sender,
+            body,
             parts,
             received_at,
-            opt_out,
-        };
-        if let Err(e) = self.store.insert_inbox(&m).await {
-            warn!(error = %e, "cannot store an incoming message; it stays on the modem");
-            return false;
         }
-        info!(modem, from = %sender, parts, opt_out, "incoming message");
-        if self.cfg.log.bodies {
-            debug!(modem, from = %sender, %body, "incoming body");
-        }
-        metrics::counter!("smsgw_incoming_messages_total", "modem" => modem.to_string())
-            .increment(1);
-        if opt_out {
-            if let Err(e) = self
-                .store
-                .add_opt_out(&sender, Some(body.trim()), "sms")
-                .await
-            {
-                warn!(error = %e, "cannot record an opt-out");
-                return false;
+    }
+
+    /// Stores a whole incoming message and, for an opt-out reply, the opt-out.
+    /// Safe to repeat: the inbox ignores a message it already holds.
+    async fn store_inbox(&self, m: &InboxMessage) -> crate::store::Result<()> {
+        if self.store.insert_inbox(m).await? {
+            info!(modem = %m.modem, from = %m.sender, parts = m.parts, opt_out = m.opt_out, "incoming message");
+            if self.cfg.log.bodies {
+                debug!(modem = %m.modem, from = %m.sender, body = %m.body, "incoming body");
             }
-            info!(recipient = %sender, "opted out");
+            metrics::counter!("smsgw_incoming_messages_total", "modem" => m.modem.clone())
+                .increment(1);
         }
-        true
+        if m.opt_out {
+            self.store
+                .add_opt_out(&m.sender, Some(m.body.trim()), "sms")
+                .await?;
+            info!(recipient = %m.sender, "opted out");
+        }
+        Ok(())
     }
 }
+
+/// A write for something a modem reported, kept while the database refuses it. The
+/// modem's stored copy (if any) is deleted only after the write; a routed report
+/// or message exists only here, so it must not be dropped on a database error.
+#[derive(Debug)]
+enum Unrecorded {
+    Report {
+        update: ReportUpdate,
+        stored: Option<StoredAt>,
+    },
+    Fragment {
+        fragment: Fragment,
+        stored: Option<StoredAt>,
+    },
+    Inbox {
+        message: InboxMessage,
+        stored: Option<StoredAt>,
+    },
+}
+
+impl Unrecorded {
+    fn stored_at(mut self, at: Option<StoredAt>) -> Self {
+        match &mut self {
+            Unrecorded::Report { stored, .. }
+            | Unrecorded::Fragment { stored, .. }
+            | Unrecorded::Inbox { stored, .. } => *stored = at,
+        }
+        self
+    }
+}
+
+/// How long a delivery report that matches no recorded part is kept and tried
+/// again: its part may be recorded late (acknowledged while the database was down,
+/// written when it returned). A report that still matches nothing is not ours.
+const UNMATCHED_GRACE: CDuration = CDuration::minutes(3);
+
+/// How many unrecorded modem events are kept during a database outage (reports
+/// and incoming messages: far more than a pool receives in hours).
+const MAX_UNRECORDED: usize = 10_000;

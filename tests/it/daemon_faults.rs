@@ -42,14 +42,16 @@ fn daemon(cfg: &Path) -> Child {
         .unwrap()
 }
 
+/// One line of a simulator's record: a part that reached the network.
 #[derive(serde::Deserialize, Debug)]
-struct Rec {
-    to: String,
-    part: u8,
-    answered: bool,
+pub(crate) struct Rec {
+    pub(crate) to: String,
+    pub(crate) part: u8,
+    pub(crate) answered: bool,
 }
 
-fn records(dir: &Path) -> Vec<Rec> {
+/// What the simulators `s1`..`s3` in `dir` put on the network.
+pub(crate) fn records(dir: &Path) -> Vec<Rec> {
     let mut out = Vec::new();
     for name in ["s1", "s2", "s3"] {
         if let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.jsonl"))) {
@@ -60,6 +62,33 @@ fn records(dir: &Path) -> Vec<Rec> {
         }
     }
     out
+}
+
+/// Migrates the database at `url` with `smsgw migrate` and connects to it.
+pub(crate) async fn migrated(url: &str) -> Store {
+    let o = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args(["migrate", "--database", url])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    Store::connect(url).await.unwrap()
+}
+
+/// Queues `n` messages to numbers `{prefix}00000000`...: multipart Chinese
+/// greetings and short reminders, alternately.
+pub(crate) async fn queue_campaign(store: &Store, n: usize, prefix: &str) {
+    let greeting = "尊敬的客户：中秋佳节将至，祝您和家人身体健康、阖家幸福、万事如意！本店会员日全场八折，积分可抵现金，详询门店。";
+    for i in 0..n {
+        let body = if i % 2 == 0 {
+            greeting.to_string()
+        } else {
+            format!("提醒：您的预约号是 {i}")
+        };
+        store
+            .enqueue(&NewMessage::new(&format!("{prefix}{i:08}"), &body))
+            .await
+            .unwrap();
+    }
 }
 
 /// Rows per state.
@@ -197,25 +226,9 @@ async fn faults_on(backend: &str) {
         ),
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_smsgw"))
-        .args(["migrate", "--database", &url])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let store = Store::connect(&url).await.unwrap();
-    let greeting = "尊敬的客户：中秋佳节将至，祝您和家人身体健康、阖家幸福、万事如意！本店会员日全场八折，积分可抵现金，详询门店。";
+    let store = migrated(&url).await;
     let n = 60;
-    for i in 0..n {
-        let body = if i % 2 == 0 {
-            greeting.to_string()
-        } else {
-            format!("提醒：您的预约号是 {i}")
-        };
-        store
-            .enqueue(&NewMessage::new(&format!("+86135{i:08}"), &body))
-            .await
-            .unwrap();
-    }
+    queue_campaign(&store, n, "+86135").await;
     // Run, kill -9 mid-campaign, unplug a modem, restart.
     let mut first = daemon(&cfg);
     tokio::time::sleep(Duration::from_millis(2500)).await;

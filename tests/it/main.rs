@@ -9,6 +9,7 @@ mod config;
 mod control;
 mod daemon_e2e;
 mod daemon_faults;
+mod db_restart;
 mod doctor;
 mod modem_e2e;
 mod packaging;
