@@ -357,6 +357,13 @@ pub fn render_summary(s: &Summary) -> String {
         );
     }
     o.push('\n');
+    if s.unrecorded > 0 {
+        let _ = writeln!(
+            o,
+            "held      {} delivery reports/incoming messages waiting for the database",
+            s.unrecorded
+        );
+    }
     o
 }
 
@@ -521,5 +528,30 @@ mod tests {
         assert_eq!(duration(61), "1m01s");
         assert_eq!(duration(7260), "2h01m");
         assert_eq!(duration(90_000), "1d01h");
+    }
+
+    #[test]
+    fn summary_says_what_waits_for_the_database() {
+        let mut s: Summary = serde_json::from_value(serde_json::json!({
+            "version": "0.1.0", "pid": 7, "started_at": "2026-12-01T00:00:00Z",
+            "uptime_secs": 61, "config_file": null, "owner": "branch-1",
+            "database": {"backend": "postgres", "url": "postgres://h/db", "ok": false,
+                         "error": "pool timed out"},
+            "modems_total": 2, "modems_ready": 2, "sending_paused": false,
+            "waiting": null, "ambiguous": null
+        }))
+        .expect("a summary from a daemon without the field still reads");
+        assert_eq!(s.unrecorded, 0);
+        let text = render_summary(&s);
+        assert!(text.contains("UNREACHABLE: pool timed out"), "{text}");
+        assert!(!text.contains("held"), "{text}");
+        s.unrecorded = 3;
+        let text = render_summary(&s);
+        assert!(
+            text.contains(
+                "held      3 delivery reports/incoming messages waiting for the database"
+            ),
+            "{text}"
+        );
     }
 }

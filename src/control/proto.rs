@@ -235,6 +235,10 @@ pub struct Summary {
     /// (ambiguous); absent while the database does not answer.
     pub waiting: Option<i64>,
     pub ambiguous: Option<i64>,
+    /// Delivery reports and incoming messages held in memory because the database
+    /// refused their write; written when it answers again.
+    #[serde(default)]
+    pub unrecorded: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

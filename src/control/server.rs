@@ -348,6 +348,7 @@ async fn summary(ctx: &Context) -> Response {
         sending_paused: ctx.steer.all_paused(),
         waiting,
         ambiguous,
+        unrecorded: ctx.steer.unrecorded(),
     })
 }
 

@@ -866,6 +866,7 @@ impl Dispatcher {
             }
         }
         self.unrecorded.push_back(w);
+        self.steer.set_unrecorded(self.unrecorded.len());
     }
 
     /// Retries the writes the database refused, oldest first, until one fails again.
@@ -877,6 +878,7 @@ impl Dispatcher {
                 break;
             }
         }
+        self.steer.set_unrecorded(self.unrecorded.len());
         if before > 0 {
             info!(
                 recorded = before - self.unrecorded.len(),

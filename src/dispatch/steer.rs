@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -31,6 +31,7 @@ pub struct Steering {
     wake: Notify,
     beat: Mutex<Instant>,
     usage: Mutex<BTreeMap<String, Usage>>,
+    unrecorded: AtomicUsize,
 }
 
 impl Default for Steering {
@@ -41,6 +42,7 @@ impl Default for Steering {
             wake: Notify::new(),
             beat: Mutex::new(Instant::now()),
             usage: Mutex::new(BTreeMap::new()),
+            unrecorded: AtomicUsize::new(0),
         }
     }
 }
@@ -105,6 +107,15 @@ impl Steering {
 
     pub fn since_beat(&self) -> Duration {
         lock(&self.beat).elapsed()
+    }
+
+    /// Modem events (reports, incoming messages) held until the database takes them.
+    pub fn set_unrecorded(&self, n: usize) {
+        self.unrecorded.store(n, Ordering::SeqCst);
+    }
+
+    pub fn unrecorded(&self) -> usize {
+        self.unrecorded.load(Ordering::SeqCst)
     }
 
     pub fn set_usage(&self, modem: &str, u: Usage) {
