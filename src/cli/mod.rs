@@ -333,6 +333,16 @@ fn check_config(path: Option<&std::path::Path>, print: bool) -> anyhow::Result<E
             cfg.modems.len()
         );
     }
+    // Not errors: modems are plugged in and out, and the daemon waits for them.
+    for m in &cfg.modems {
+        if !m.device.starts_with("sim:") && !std::path::Path::new(&m.device).exists() {
+            eprintln!(
+                "warning: [[modem]] {:?}: device {} does not exist now (unplugged, or renamed: \
+                 ls -l /dev/serial/by-id/); the daemon keeps trying to open it",
+                m.id, m.device
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

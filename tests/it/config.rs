@@ -99,6 +99,20 @@ fn mistakes_are_named() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(needle), "{text:?}: {err}");
     }
+    // A device that is not there now is a warning, not an error: modems come and go.
+    let path = write(
+        &dir,
+        "[[modem]]\nid = \"m1\"\ndevice = \"/dev/serial/by-id/usb-not-plugged-in\"\n",
+    );
+    let o = smsgw(&["check-config", "--config", &path], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "warning: [[modem]] \"m1\": device /dev/serial/by-id/usb-not-plugged-in does not exist"
+        ),
+        "{err}"
+    );
     let o = smsgw(
         &["check-config", "--config", "/nonexistent/smsgw.toml"],
         &[],

@@ -493,6 +493,10 @@ fn the_sim_pin_never_reaches_the_logs_even_at_trace_level() {
         "the modem became ready with the PIN: {log}"
     );
     assert!(log.contains("CPIN=****"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "no terminal colour codes in a log that goes to a file"
+    );
     let leaks = whole_number_hits(&log, PIN);
     assert!(leaks.is_empty(), "PIN leaked into the log: {leaks:?}");
 }
