@@ -879,7 +879,7 @@ impl Dispatcher {
             }
         }
         self.steer.set_unrecorded(self.unrecorded.len());
-        if before > 0 {
+        if self.unrecorded.len() < before {
             info!(
                 recorded = before - self.unrecorded.len(),
                 left = self.unrecorded.len(),

@@ -211,43 +211,25 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.crash();
+impl Server {
+    /// A migrated `smsgw` database on this server, and a store connected to it.
+    async fn database(&self) -> (String, Store) {
+        if self.kind == Kind::MariaDb {
+            let admin = Store::connect(&self.url().replace("/smsgw", "/mysql"))
+                .await
+                .unwrap();
+            admin.execute_raw("CREATE DATABASE smsgw").await.unwrap();
+        }
+        let url = self.url();
+        let store = migrated(&url).await;
+        (url, store)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_crash_and_restart_loses_nothing() {
-    restart_under_the_daemon(Kind::Postgres).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mariadb_crash_and_restart_loses_nothing() {
-    restart_under_the_daemon(Kind::MariaDb).await
-}
-
-async fn restart_under_the_daemon(kind: Kind) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let server_dir = d.join("server");
-    std::fs::create_dir(&server_dir).unwrap();
-    let Some(mut server) = Server::create(kind, &server_dir) else {
-        return;
-    };
-    if kind == Kind::MariaDb {
-        let admin = Store::connect(&server.url().replace("/smsgw", "/mysql"))
-            .await
-            .unwrap();
-        admin.execute_raw("CREATE DATABASE smsgw").await.unwrap();
-    }
-    let url = server.url();
-    let store = migrated(&url).await;
-    let mut sims = Reap(vec![
-        sim(d, "s1", &["--latency-ms", "100-250"]),
-        sim(d, "s2", &["--profile", "huawei", "--latency-ms", "100-250"]),
-    ]);
-    let modems: String = ["s1", "s2"]
+/// `smsgw run` on `url` with the simulated modems `sims` in `d` (status socket
+/// `d/status.sock`, log `d/daemon.log`).
+fn daemon(d: &Path, url: &str, sims: &[&str]) -> Child {
+    let modems: String = sims
         .iter()
         .map(|n| {
             format!(
@@ -266,17 +248,117 @@ async fn restart_under_the_daemon(kind: Kind) {
         ),
     )
     .unwrap();
-    let n = 60;
-    queue_campaign(&store, n, "+86137").await;
     let log = std::fs::File::create(d.join("daemon.log")).unwrap();
-    let daemon = Reap(vec![Command::new(env!("CARGO_BIN_EXE_smsgw"))
+    Command::new(env!("CARGO_BIN_EXE_smsgw"))
         .args(["run", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "smsgw=info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .unwrap()]);
+        .unwrap()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_crash_and_restart_loses_nothing() {
+    restart_under_the_daemon(Kind::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_crash_and_restart_loses_nothing() {
+    restart_under_the_daemon(Kind::MariaDb).await
+}
+
+/// The delivery report of a part can reach the daemon before the part is recorded:
+/// part 1 of a two-part message is acknowledged while the database is down (its
+/// write fails), its report waits, the database returns while part 2 is still on
+/// the wire, so the report is handled before the message completes. It must still
+/// be matched once the parts are recorded. (Timings: 15 s per part; the outage
+/// covers part 1's acknowledgement plus the pool's 10 s wait. If the machine is so
+/// slow that the order differs, the test still checks the outcome.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_that_arrives_before_its_part_is_recorded_still_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_dir = d.join("server");
+    std::fs::create_dir(&server_dir).unwrap();
+    let Some(mut server) = Server::create(Kind::Postgres, &server_dir) else {
+        return;
+    };
+    let (url, store) = server.database().await;
+    let _sims = Reap(vec![sim(d, "s1", &["--latency-ms", "15000-15000"])]);
+    let _daemon = Reap(vec![daemon(d, &url, &["s1"])]);
+    let sock = d.join("status.sock").display().to_string();
+    // Ready (the status socket answers with the modem ready), then one message.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+            .args(["status", "--socket", &sock])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&o.stdout).contains("1/1 ready") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the modem never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = "尊敬的客户：您预约的体检在下周一上午八点，请空腹前来，携带身份证和医保卡。体检中心在门诊楼三楼，电梯右转即到。如需改约请回复本短信或致电服务台。";
+    assert!(text.chars().count() > 70, "two parts");
+    let id = store
+        .enqueue(&smsgw::store::NewMessage::new("+8613612345678", text))
+        .await
+        .unwrap()
+        .id;
+    // Claimed within the 1 s poll; part 1 is then on the wire for 15 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.crash();
+    // Part 1 acknowledged at ~16 s, its write gives up ~10 s later; part 2 is
+    // acknowledged at ~31 s. Back at ~28 s: between the two.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    server.start();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(Some(row)) = store.get(id).await {
+            if row.state == "sent" && row.delivery == "delivered" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "state {} delivery {}: {}",
+                row.state,
+                row.delivery,
+                std::fs::read_to_string(d.join("daemon.log")).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "row {id} unreadable");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(records(d).len(), 2, "two parts, each once");
+}
+
+async fn restart_under_the_daemon(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_dir = d.join("server");
+    std::fs::create_dir(&server_dir).unwrap();
+    let Some(mut server) = Server::create(kind, &server_dir) else {
+        return;
+    };
+    let (url, store) = server.database().await;
+    let mut sims = Reap(vec![
+        sim(d, "s1", &["--latency-ms", "100-250"]),
+        sim(d, "s2", &["--profile", "huawei", "--latency-ms", "100-250"]),
+    ]);
+    let sock = d.join("status.sock").display().to_string();
+    let n = 60;
+    queue_campaign(&store, n, "+86137").await;
+    let daemon = Reap(vec![daemon(d, &url, &["s1", "s2"])]);
     let on_network = || records(d);
     let deadline = Instant::now() + Duration::from_secs(60);
     while on_network().len() < 8 {
