@@ -144,6 +144,11 @@ pub fn failure_completion(
 /// Sliding-window counts of parts sent (per modem, or globally): per minute,
 /// hour and local day. Daily counts are seeded from the database on start, so
 /// limits survive a restart.
+///
+/// Parts are counted when a message is handed to a modem ([`RateWindow::record`]),
+/// not when the modem has finished: sends on several modems run at once, and each
+/// routing decision must see the parts the others are sending. What did not go
+/// out is given back afterwards ([`RateWindow::release`]).
 #[derive(Debug, Clone, Default)]
 pub struct RateWindow {
     recent: VecDeque<DateTime<Utc>>,
@@ -175,6 +180,11 @@ impl RateWindow {
     }
 
     /// Whether `parts` more may go now under `limits`; if not, when to look again.
+    ///
+    /// A message with more parts than a limit (7 parts against `per_minute = 6`)
+    /// goes out alone, once that window is empty: all parts of a message travel
+    /// together through one modem, and holding it for a window that can never fit
+    /// it would hold it forever.
     pub fn check(
         &mut self,
         limits: &Limits,
@@ -184,43 +194,61 @@ impl RateWindow {
         next_day: DateTime<Utc>,
     ) -> Result<(), DateTime<Utc>> {
         self.roll(now, day_start);
-        if limits.per_day > 0 && self.today + parts > limits.per_day {
+        let over = |count: u32, limit: u32| {
+            limit > 0 && count + parts > limit && !(count == 0 && parts > limit)
+        };
+        if over(self.today, limits.per_day) {
             return Err(next_day);
         }
         let within =
             |span: Duration| self.recent.iter().filter(|t| **t > now - span).count() as u32;
-        if limits.per_hour > 0 && within(Duration::hours(1)) + parts > limits.per_hour {
-            let oldest = self
-                .recent
+        let oldest_within = |span: Duration| {
+            self.recent
                 .iter()
-                .find(|t| **t > now - Duration::hours(1))
+                .find(|t| **t > now - span)
                 .copied()
-                .unwrap_or(now);
-            return Err(oldest + Duration::hours(1));
+                .unwrap_or(now)
+                + span
+        };
+        if over(within(Duration::hours(1)), limits.per_hour) {
+            return Err(oldest_within(Duration::hours(1)));
         }
         let per_minute = if limits.global_per_minute > 0 && limits.per_minute == 0 {
             limits.global_per_minute
         } else {
             limits.per_minute
         };
-        if per_minute > 0 && within(Duration::minutes(1)) + parts > per_minute {
-            let oldest = self
-                .recent
-                .iter()
-                .find(|t| **t > now - Duration::minutes(1))
-                .copied()
-                .unwrap_or(now);
-            return Err(oldest + Duration::minutes(1));
+        if over(within(Duration::minutes(1)), per_minute) {
+            return Err(oldest_within(Duration::minutes(1)));
         }
         Ok(())
     }
 
+    /// Counts `parts` as sent at `now` (taken when the message is handed to a modem).
     pub fn record(&mut self, parts: u32, now: DateTime<Utc>, day_start: DateTime<Utc>) {
         self.roll(now, day_start);
         for _ in 0..parts {
             self.recent.push_back(now);
         }
         self.today += parts;
+    }
+
+    /// Gives back `parts` of those recorded at `at` that never went out (a send that
+    /// failed before its last part). Parts recorded on a day that has rolled over
+    /// are no longer in today's count.
+    pub fn release(&mut self, parts: u32, at: DateTime<Utc>) {
+        let mut left = parts;
+        let mut i = self.recent.len();
+        while left > 0 && i > 0 {
+            i -= 1;
+            if self.recent[i] == at {
+                self.recent.remove(i);
+                left -= 1;
+            }
+        }
+        if self.day_start.is_some_and(|d| at >= d) {
+            self.today = self.today.saturating_sub(parts);
+        }
     }
 
     pub fn today(&self) -> u32 {
@@ -398,6 +426,62 @@ mod tests {
                 q.next_day(tomorrow)
             )
             .is_ok());
+    }
+
+    #[test]
+    fn parts_counted_at_hand_over_and_given_back_when_unsent() {
+        let q = shanghai();
+        let lim = Limits {
+            per_minute: 3,
+            per_day: 10,
+            ..Default::default()
+        };
+        let now = at("2026-09-24T02:00:00Z");
+        let (ds, nd) = (q.day_start(now), q.next_day(now));
+        let mut w = RateWindow::seeded(0, ds);
+        // Two messages handed over at once (two modems): the second sees the first.
+        assert!(w.check(&lim, 2, now, ds, nd).is_ok());
+        w.record(2, now, ds);
+        assert!(w.check(&lim, 2, now, ds, nd).is_err());
+        assert!(w.check(&lim, 1, now, ds, nd).is_ok());
+        w.record(1, now, ds);
+        // The first message failed before either part went: both are given back.
+        let later = now + Duration::seconds(5);
+        w.release(2, now);
+        assert_eq!(w.today(), 1);
+        assert!(w.check(&lim, 2, later, ds, nd).is_ok());
+        // Only entries of that hand-over are removed.
+        w.record(2, later, ds);
+        w.release(1, now);
+        assert_eq!(w.today(), 2);
+        assert_eq!(
+            w.check(&lim, 2, later, ds, nd),
+            Err(later + Duration::minutes(1)),
+            "the remaining entries are the later ones"
+        );
+    }
+
+    #[test]
+    fn a_message_larger_than_a_limit_goes_alone_in_an_empty_window() {
+        let q = shanghai();
+        let lim = Limits {
+            per_minute: 6,
+            ..Default::default()
+        };
+        let now = at("2026-09-24T02:00:00Z");
+        let (ds, nd) = (q.day_start(now), q.next_day(now));
+        let mut w = RateWindow::seeded(0, ds);
+        assert!(w.check(&lim, 7, now, ds, nd).is_ok(), "never held forever");
+        w.record(1, now, ds);
+        assert_eq!(
+            w.check(&lim, 7, now, ds, nd),
+            Err(now + Duration::minutes(1)),
+            "but not beside other parts"
+        );
+        let later = now + Duration::seconds(61);
+        assert!(w.check(&lim, 7, later, ds, nd).is_ok());
+        w.record(7, later, ds);
+        assert!(w.check(&lim, 1, later, ds, nd).is_err());
     }
 
     #[test]

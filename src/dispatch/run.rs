@@ -55,6 +55,8 @@ struct Done {
     seqs: Vec<u8>,
     /// The parts already recorded as they were acknowledged.
     recorded: Vec<u8>,
+    /// When the parts were counted in the rate windows (see [`RateWindow::record`]).
+    counted_at: DateTime<Utc>,
 }
 
 /// A message held as ambiguous because its modem did not answer for one part: if
@@ -605,13 +607,17 @@ impl Dispatcher {
                 .complete(c.id, Completion::Release { due: earliest })
                 .await;
         };
-        let slot = self.slots.get_mut(&modem).expect("routed to a known modem");
         let first = parts.first().map(|p| i32::from(p.seq));
         // Mark the part about to go on the wire: if this process dies now, the rescuer
         // holds the row as ambiguous instead of sending it again.
         self.store
             .set_inflight(&self.owner, c.id, first, c.lease_until)
             .await?;
+        // Counted now, so that the next routing decision (another modem, this same
+        // claim) sees these parts; what does not go out is given back in `finish`.
+        let slot = self.slots.get_mut(&modem).expect("routed to a known modem");
+        slot.window.record(remaining, now, day_start);
+        self.global.record(remaining, now, day_start);
         slot.busy = true;
         *in_flight += 1;
         let handle = slot.handle.clone();
@@ -665,6 +671,7 @@ impl Dispatcher {
                     started,
                     seqs,
                     recorded,
+                    counted_at: now,
                 })
                 .await;
         });
@@ -674,10 +681,20 @@ impl Dispatcher {
     async fn finish(&mut self, d: Done) {
         let now = Utc::now();
         let day_start = self.quiet.day_start(now);
+        // Parts that did not go out are given back to the rate windows; a part in
+        // doubt (it may have reached the network) stays counted.
+        let in_doubt = d
+            .report
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.class == crate::at::classify::FailureClass::Ambiguous);
+        let unsent =
+            d.seqs
+                .len()
+                .saturating_sub(d.report.sent.len() + usize::from(in_doubt)) as u32;
         if let Some(slot) = self.slots.get_mut(&d.modem) {
             slot.busy = false;
-            slot.window
-                .record(d.report.sent.len() as u32, now, day_start);
+            slot.window.release(unsent, d.counted_at);
             if slot.failed_day != day_start {
                 slot.failed_day = day_start;
                 slot.failed_today = 0;
@@ -687,8 +704,7 @@ impl Dispatcher {
             }
         }
         self.publish_usage(&d.modem);
-        self.global
-            .record(d.report.sent.len() as u32, now, day_start);
+        self.global.release(unsent, d.counted_at);
         let modem_label = d.modem.clone();
         metrics::counter!("smsgw_parts_sent_total", "modem" => modem_label.clone())
             .increment(d.report.sent.len() as u64);

@@ -841,8 +841,10 @@ impl Store {
     }
 
     /// Messages sent to `recipient`, in any of its forms (`+8613...` and `13...` are
-    /// one customer), since `since`; only of `category` when given. The
-    /// per-recipient daily limits count with it.
+    /// one customer), since `since`, and those on a modem now (state `sending` with a
+    /// part on the wire, by any instance): a second message to the same customer
+    /// routed to another modem while the first is still going out is counted. Only
+    /// of `category` when given. The per-recipient daily limits count with it.
     pub async fn recipient_sent_since(
         &self,
         recipient: &str,

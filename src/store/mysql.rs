@@ -606,7 +606,7 @@ impl MySqlStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE ? AND sent_at >= ? AND (? = '' OR category = ?) GROUP BY recipient",
+            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE ? AND (sent_at >= ? OR (state = 'sending' AND inflight_part IS NOT NULL)) AND (? = '' OR category = ?) GROUP BY recipient",
         )
         .bind(pattern)
         .bind(since)

@@ -606,7 +606,7 @@ impl SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE ?1 AND sent_at >= ?2 AND (?3 = '' OR category = ?3) GROUP BY recipient",
+            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE ?1 AND (sent_at >= ?2 OR (state = 'sending' AND inflight_part IS NOT NULL)) AND (?3 = '' OR category = ?3) GROUP BY recipient",
         )
         .bind(pattern)
         .bind(time_text(since))

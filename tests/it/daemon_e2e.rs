@@ -556,6 +556,107 @@ async fn daily_limits_hold_across_a_restart_mariadb() {
     daily_limits_on("mariadb").await
 }
 
+/// Limits that span modems, end to end on each backend: four modems sending at
+/// once never exceed `global_per_minute`, and a customer's second message, routed
+/// to another modem while the first is still on the wire, waits for tomorrow
+/// (`per_recipient_per_day`). With one modem both hold by accident (one send at a
+/// time); this test is what fails when parts are counted only after a send ends.
+async fn limits_across_modems_on(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let Some((url, drop_db)) = crate::daemon_faults::database(backend, dir.path()).await else {
+        return;
+    };
+    let modems = (1..=4)
+        .map(|i| modem(&format!("m{i}"), "sim:generic:400-600"))
+        .collect();
+    let mut cfg = config(&url, modems);
+    cfg.limits.global_per_minute = 3;
+    cfg.limits.per_recipient_per_day = 1;
+    let d = Daemon::start(cfg, Some(owner("spanning"))).await.unwrap();
+    assert!(d.initialised(Duration::from_secs(30)).await);
+    let store = d.store.clone();
+    // Customer A three times (three number forms), then five other customers, in
+    // one statement as a campaign import would: one claim takes four rows.
+    let values: Vec<String> = [
+        "+8613800138401",
+        "13800138401",
+        "8613800138401",
+        "+8613800138402",
+        "+8613800138403",
+        "+8613800138404",
+        "+8613800138405",
+        "+8613800138406",
+    ]
+    .iter()
+    .map(|to| format!("('{to}', '会员日提醒：本周六全场八折。', 'notice')"))
+    .collect();
+    store
+        .execute_raw(&format!(
+            "INSERT INTO outbox (recipient, body, category) VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while d.sims.values().map(|s| s.submitted().len()).sum::<usize>() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first minute's three parts never went"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the dispatcher time to (wrongly) send more within the minute.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let record: Vec<_> = d.sims.values().flat_map(|s| s.submitted()).collect();
+    let busy_modems = d
+        .sims
+        .values()
+        .filter(|s| !s.submitted().is_empty())
+        .count();
+    d.shutdown().await;
+    assert_eq!(record.len(), 3, "global_per_minute = 3: {record:?}");
+    assert!(
+        busy_modems >= 2,
+        "sent on several modems at once: {record:?}"
+    );
+    let to_a = record
+        .iter()
+        .filter(|r| r.to.ends_with("13800138401"))
+        .count();
+    assert_eq!(
+        to_a, 1,
+        "per_recipient_per_day = 1 across modems: {record:?}"
+    );
+    // Nothing was failed for it: the rest waits (A's two for tomorrow).
+    let counts = store.counts().await.unwrap();
+    let waiting: i64 = counts
+        .iter()
+        .filter(|(s, _, _)| s == "queued" || s == "retrying")
+        .map(|(_, _, n)| n)
+        .sum();
+    assert_eq!(waiting, 5, "{counts:?}");
+    drop(store);
+    if let Some((admin, sql)) = drop_db {
+        admin.execute_raw(&sql).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_across_modems_sqlite() {
+    limits_across_modems_on("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_across_modems_postgres() {
+    limits_across_modems_on("postgres").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_across_modems_mariadb() {
+    limits_across_modems_on("mariadb").await
+}
+
 /// A modem that answers a part only after the send timeout: the message is held
 /// as ambiguous, then the late `+CMGS` shows it was sent: the row becomes `sent`
 /// with the late message reference, and its delivery report matches it.
