@@ -31,8 +31,27 @@ pub struct Config {
     pub quiet_hours: QuietHours,
     pub sending: Sending,
     pub opt_out: OptOut,
+    pub inbox: Inbox,
     pub log: Log,
     pub metrics: Metrics,
+}
+
+/// Incoming messages.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inbox {
+    /// A concatenated message whose other parts have not arrived this many minutes
+    /// after the newest one is stored with the parts that did (the network lost
+    /// the rest), the missing ones marked: never kept out of the inbox for good.
+    pub incomplete_after_minutes: u32,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox {
+            incomplete_after_minutes: 60,
+        }
+    }
 }
 
 /// The optional Prometheus endpoint (`GET /metrics`).
@@ -328,6 +347,11 @@ impl Config {
                 "[metrics] listen = {:?}: not an address:port (e.g. 127.0.0.1:9725)",
                 self.metrics.listen
             ));
+        }
+        if self.inbox.incomplete_after_minutes == 0 {
+            return bad(
+                "[inbox] incomplete_after_minutes = 0: must be at least 1 (minutes to wait for the missing parts of an incoming message)".into(),
+            );
         }
         let url = &self.database.url;
         if ![

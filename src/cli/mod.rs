@@ -500,7 +500,7 @@ fn sim_run(a: SimArgs) -> anyhow::Result<ExitCode> {
             h.path.display(),
             h.pts.borrow().display()
         );
-        println!("commands: incoming NUMBER TEXT | hang | unhang | unplug SECONDS | deregister | register | garbage N | quit");
+        println!("commands: incoming NUMBER TEXT | incomplete NUMBER TEXT (its last part lost) | hang | unhang | unplug SECONDS | deregister | register | garbage N | quit");
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         loop {
             tokio::select! {
@@ -514,6 +514,10 @@ fn sim_run(a: SimArgs) -> anyhow::Result<ExitCode> {
                     let mut w = l.trim().splitn(3, ' ');
                     match (w.next().unwrap_or(""), w.next(), w.next()) {
                         ("incoming", Some(n), Some(t)) => h.incoming(n, t),
+                        ("incomplete", Some(n), Some(t)) => {
+                            let parts = crate::pdu::plan(t, crate::pdu::Encoding::Auto, false, 255).map(|p| p.parts.len()).unwrap_or(1);
+                            h.control(Control::IncomingLosing { from: n.into(), text: t.into(), lost: vec![parts] });
+                        }
                         ("hang", ..) => h.control(Control::Hang(true)),
                         ("unhang", ..) => h.control(Control::Hang(false)),
                         ("unplug", Some(s), _) => h.control(Control::Unplug(std::time::Duration::from_secs_f64(s.parse().unwrap_or(1.0)))),

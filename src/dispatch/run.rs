@@ -299,6 +299,7 @@ impl Dispatcher {
         self.cfg.recipient_limits = new.recipient_limits;
         self.cfg.quiet_hours = new.quiet_hours;
         self.cfg.opt_out = new.opt_out;
+        self.cfg.inbox = new.inbox;
         self.cfg.sending = new.sending;
         self.cfg.modems = new.modems;
         info!(
@@ -396,6 +397,7 @@ impl Dispatcher {
 
     async fn housekeeping(&mut self) {
         self.retry_unmatched().await;
+        self.flush_incomplete().await;
         let now = Utc::now();
         match self.store.rescue_expired(now).await {
             Ok(r) if r.retrying + r.ambiguous > 0 => {
@@ -949,15 +951,8 @@ impl Dispatcher {
                         Ok(Some(all)) => {
                             // The fragments left the database with this answer: from
                             // here the whole message is what must not be lost.
-                            let body: String = all.iter().map(|f| f.body.as_str()).collect();
                             w = Unrecorded::Inbox {
-                                message: self.inbox_message(
-                                    &fragment.modem,
-                                    fragment.sender,
-                                    body,
-                                    all.len() as i32,
-                                    fragment.received_at,
-                                ),
+                                message: self.joined(&all),
                                 stored,
                             };
                             continue;
@@ -1085,7 +1080,7 @@ impl Dispatcher {
         };
         Some(match concat.filter(|c| c.total > 1) {
             None => Unrecorded::Inbox {
-                message: self.inbox_message(modem, sender, body, 1, received_at),
+                message: self.inbox_message(modem, sender, body, received_at),
                 stored: None,
             },
             Some(c) => Unrecorded::Fragment {
@@ -1108,7 +1103,6 @@ impl Dispatcher {
         modem: &str,
         sender: String,
         body: String,
-        parts: i32,
         received_at: DateTime<Utc>,
     ) -> InboxMessage {
         InboxMessage {
@@ -1116,8 +1110,53 @@ impl Dispatcher {
             opt_out: policy::is_opt_out(&body, &self.cfg.opt_out.keywords),
             sender,
             body,
-            parts,
+            parts: 1,
+            missing_parts: 0,
             received_at,
+        }
+    }
+
+    /// The message made of the parts of one concatenated message (all of them, or
+    /// those that arrived). Received when its first part was.
+    fn joined(&self, fragments: &[Fragment]) -> InboxMessage {
+        let first = &fragments[0];
+        let (body, missing) = crate::store::join_fragments(first.total, fragments);
+        let received_at = fragments
+            .iter()
+            .map(|f| f.received_at)
+            .min()
+            .unwrap_or(first.received_at);
+        InboxMessage {
+            parts: first.total,
+            missing_parts: missing,
+            ..self.inbox_message(&first.modem, first.sender.clone(), body, received_at)
+        }
+    }
+
+    /// Stores the incoming messages whose missing parts did not arrive within
+    /// `[inbox] incomplete_after_minutes` with the parts that did. They stay in
+    /// the database until then: a failed write is tried at the next housekeeping.
+    async fn flush_incomplete(&mut self) {
+        let wait = CDuration::minutes(i64::from(self.cfg.inbox.incomplete_after_minutes));
+        let groups = match self.store.stale_fragments(Utc::now() - wait).await {
+            Ok(g) => g,
+            Err(e) => return warn!(error = %e, "cannot look for incomplete incoming messages"),
+        };
+        for g in groups {
+            let m = self.joined(&g.fragments);
+            let stored = match self.store_inbox(&m).await {
+                Ok(()) => self.store.delete_fragments(&g.ids).await,
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => warn!(
+                    modem = %m.modem, from = %m.sender, parts = m.parts, missing = m.missing_parts,
+                    "incoming message stored incomplete: the network did not deliver its other parts"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "cannot store an incomplete incoming message yet; tried again later")
+                }
+            }
         }
     }
 

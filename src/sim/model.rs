@@ -340,6 +340,18 @@ impl SimModem {
         from: &str,
         text: &str,
     ) -> Result<usize, pdu::EncodeError> {
+        self.inject_incoming_losing(now, from, text, &[])
+    }
+
+    /// Like [`SimModem::inject_incoming`], but the network loses the parts numbered
+    /// in `lost` (1-based): the modem never sees them. Returns the parts announced.
+    pub fn inject_incoming_losing(
+        &mut self,
+        now: Instant,
+        from: &str,
+        text: &str,
+        lost: &[usize],
+    ) -> Result<usize, pdu::EncodeError> {
         self.concat_ref = self.concat_ref.wrapping_add(1);
         let scts = build::timestamp_at(self.wall(now), 32);
         let parts = build::deliver(
@@ -351,6 +363,9 @@ impl SimModem {
         )?;
         let n = parts.len();
         for (i, pdu) in parts.into_iter().enumerate() {
+            if lost.contains(&(i + 1)) {
+                continue;
+            }
             self.schedule(
                 now + Duration::from_millis(10 * i as u64),
                 Due::Incoming { pdu },

@@ -28,6 +28,12 @@ pub enum Control {
         from: String,
         text: String,
     },
+    /// A long SMS arrives with the parts numbered in `lost` (1-based) lost by the network.
+    IncomingLosing {
+        from: String,
+        text: String,
+        lost: Vec<usize>,
+    },
     /// The firmware stops answering (true) or recovers (false).
     Hang(bool),
     /// Registration is lost (false) or regained (true).
@@ -184,6 +190,7 @@ async fn run(
                         return;
                     }
                     Some(Control::Incoming { from, text }) => { let _ = model.inject_incoming(now, &from, &text); }
+                    Some(Control::IncomingLosing { from, text, lost }) => { let _ = model.inject_incoming_losing(now, &from, &text, &lost); }
                     Some(Control::Hang(h)) => model.set_hung(h),
                     Some(Control::Registered(r)) => model.set_registered(now, r),
                     Some(Control::Garbage(n)) => model.inject_garbage(now, n),

@@ -448,7 +448,10 @@ pub struct InboxMessage {
     pub modem: String,
     pub sender: String,
     pub body: String,
+    /// Parts the message announced.
     pub parts: i32,
+    /// Of those, how many never arrived (see [`join_fragments`]); 0 for a whole message.
+    pub missing_parts: i32,
     pub received_at: DateTime<Utc>,
     pub opt_out: bool,
 }
@@ -483,6 +486,37 @@ pub struct Fragment {
     pub seq: i32,
     pub body: String,
     pub received_at: DateTime<Utc>,
+}
+
+/// The parts of one incoming message that have waited too long for the rest
+/// (see [`Store::stale_fragments`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleFragments {
+    /// Their rows in `inbox_fragments`, to delete once the message is stored.
+    pub ids: Vec<i64>,
+    /// In part order.
+    pub fragments: Vec<Fragment>,
+}
+
+/// The marker written where a part of an incoming message is missing.
+pub const MISSING_PART: &str = "[…]";
+
+/// The text of a concatenated message from its parts (in any order, repeats
+/// ignored), with [`MISSING_PART`] for each part of `1..=total` that never arrived;
+/// and how many are missing.
+pub fn join_fragments(total: i32, fragments: &[Fragment]) -> (String, i32) {
+    let mut body = String::new();
+    let mut missing = 0;
+    for seq in 1..=total.max(1) {
+        match fragments.iter().find(|f| f.seq == seq) {
+            Some(f) => body.push_str(&f.body),
+            None => {
+                body.push_str(MISSING_PART);
+                missing += 1;
+            }
+        }
+    }
+    (body, missing)
 }
 
 /// A delivery report to apply.
@@ -803,6 +837,41 @@ impl Store {
         dispatch!(self.add_fragment(f))
     }
 
+    /// The incoming messages still missing parts whose newest part was stored
+    /// before `before`: the network lost the rest. Nothing is removed here; the
+    /// caller stores each message, then [`Store::delete_fragments`] (a crash in
+    /// between stores it again, and the inbox's fingerprint ignores the repeat).
+    pub async fn stale_fragments(&self, before: DateTime<Utc>) -> Result<Vec<StaleFragments>> {
+        let rows: Vec<(i64, Fragment)> = dispatch!(self.stale_fragments(before))?;
+        let mut out: Vec<StaleFragments> = Vec::new();
+        for (id, f) in rows {
+            match out.last_mut() {
+                Some(g)
+                    if g.fragments[0].modem == f.modem
+                        && g.fragments[0].sender == f.sender
+                        && g.fragments[0].concat_ref == f.concat_ref
+                        && g.fragments[0].total == f.total =>
+                {
+                    g.ids.push(id);
+                    g.fragments.push(f);
+                }
+                _ => out.push(StaleFragments {
+                    ids: vec![id],
+                    fragments: vec![f],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes fragments by id (after their message is in the inbox).
+    pub async fn delete_fragments(&self, ids: &[i64]) -> Result<()> {
+        for id in ids {
+            dispatch!(self.delete_fragment(*id))?;
+        }
+        Ok(())
+    }
+
     /// Deletes everything (tests and benchmarks only).
     pub async fn truncate_all(&self) -> Result<()> {
         dispatch!(self.truncate_all())
@@ -953,6 +1022,24 @@ mod tests {
         assert!(same_number("10086", "10086"));
         assert!(!same_number("10086", "110086"));
         assert!(!same_number("+8613800138000", "+8613800138001"));
+    }
+
+    #[test]
+    fn fragments_join_in_order_with_missing_parts_marked() {
+        let f = |seq: i32, body: &str| Fragment {
+            modem: "m1".into(),
+            sender: "10086".into(),
+            concat_ref: 7,
+            total: 4,
+            seq,
+            body: body.into(),
+            received_at: Utc::now(),
+        };
+        let all = [f(2, "二"), f(1, "一"), f(4, "四"), f(3, "三")];
+        assert_eq!(join_fragments(4, &all), ("一二三四".into(), 0));
+        let some = [f(4, "四"), f(1, "一"), f(1, "一")];
+        assert_eq!(join_fragments(4, &some), ("一[…][…]四".into(), 2));
+        assert_eq!(join_fragments(2, &[]), ("[…][…]".into(), 2));
     }
 
     #[test]

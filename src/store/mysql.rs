@@ -454,13 +454,14 @@ impl MySqlStore {
         // sqlx sets CLIENT_FOUND_ROWS, so ON DUPLICATE KEY cannot tell a duplicate
         // apart: a plain INSERT whose unique violation means "already stored".
         let r = sqlx::query(
-            "INSERT INTO inbox (modem, sender, body, parts, received_at, opt_out, fingerprint)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO inbox (modem, sender, body, parts, missing_parts, received_at, opt_out, fingerprint)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&m.modem)
         .bind(&m.sender)
         .bind(&m.body)
         .bind(m.parts)
+        .bind(m.missing_parts)
         .bind(m.received_at)
         .bind(m.opt_out)
         .bind(m.fingerprint())
@@ -522,6 +523,43 @@ impl MySqlStore {
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
+    }
+
+    pub async fn stale_fragments(&self, before: DateTime<Utc>) -> Result<Vec<(i64, Fragment)>> {
+        let rows = sqlx::query(
+            "SELECT id, modem, sender, concat_ref, total, seq, body, received_at FROM inbox_fragments
+              WHERE (modem, sender, concat_ref, total) IN (
+                    SELECT modem, sender, concat_ref, total FROM inbox_fragments
+                     GROUP BY modem, sender, concat_ref, total HAVING MAX(created_at) < ?)
+              ORDER BY modem, sender, concat_ref, total, seq",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    Fragment {
+                        modem: r.try_get("modem")?,
+                        sender: r.try_get("sender")?,
+                        concat_ref: r.try_get("concat_ref")?,
+                        total: r.try_get("total")?,
+                        seq: r.try_get("seq")?,
+                        body: r.try_get("body")?,
+                        received_at: r.try_get("received_at")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn delete_fragment(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM inbox_fragments WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn report_candidates(
@@ -606,10 +644,20 @@ impl MySqlStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE ? AND (sent_at >= ? OR (state = 'sending' AND inflight_part IS NOT NULL)) AND (? = '' OR category = ?) GROUP BY recipient",
+            // Two branches, each through its index: today's sent rows
+            // (outbox_sent_recipient), and the few rows on a modem now.
+            "SELECT recipient, COUNT(*) FROM (
+                SELECT recipient, category FROM outbox WHERE sent_at >= ? AND recipient LIKE ?
+                UNION ALL
+                SELECT recipient, category FROM outbox
+                 WHERE state = 'sending' AND inflight_part IS NOT NULL
+                   AND (sent_at IS NULL OR sent_at < ?) AND recipient LIKE ?
+             ) AS t WHERE (? = '' OR category = ?) GROUP BY recipient",
         )
+        .bind(since)
         .bind(pattern)
         .bind(since)
+        .bind(pattern)
         .bind(category)
         .bind(category)
         .fetch_all(&self.pool)

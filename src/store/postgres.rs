@@ -404,13 +404,14 @@ impl PgStore {
 
     pub async fn insert_inbox(&self, m: &InboxMessage) -> Result<bool> {
         let r = sqlx::query(
-            "INSERT INTO inbox (modem, sender, body, parts, received_at, opt_out, fingerprint)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (fingerprint) DO NOTHING",
+            "INSERT INTO inbox (modem, sender, body, parts, missing_parts, received_at, opt_out, fingerprint)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (fingerprint) DO NOTHING",
         )
         .bind(&m.modem)
         .bind(&m.sender)
         .bind(&m.body)
         .bind(m.parts)
+        .bind(m.missing_parts)
         .bind(m.received_at)
         .bind(m.opt_out)
         .bind(m.fingerprint())
@@ -475,6 +476,43 @@ impl PgStore {
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
+    }
+
+    pub async fn stale_fragments(&self, before: DateTime<Utc>) -> Result<Vec<(i64, Fragment)>> {
+        let rows = sqlx::query(
+            "SELECT id, modem, sender, concat_ref, total, seq, body, received_at FROM inbox_fragments
+              WHERE (modem, sender, concat_ref, total) IN (
+                    SELECT modem, sender, concat_ref, total FROM inbox_fragments
+                     GROUP BY modem, sender, concat_ref, total HAVING MAX(created_at) < $1)
+              ORDER BY modem, sender, concat_ref, total, seq",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    Fragment {
+                        modem: r.try_get("modem")?,
+                        sender: r.try_get("sender")?,
+                        concat_ref: r.try_get("concat_ref")?,
+                        total: r.try_get("total")?,
+                        seq: r.try_get("seq")?,
+                        body: r.try_get("body")?,
+                        received_at: r.try_get("received_at")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn delete_fragment(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM inbox_fragments WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn report_candidates(
@@ -557,7 +595,15 @@ impl PgStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE $1 AND (sent_at >= $2 OR (state = 'sending' AND inflight_part IS NOT NULL)) AND ($3 = '' OR category = $3) GROUP BY recipient",
+            // Two branches, each through its index: today's sent rows
+            // (outbox_sent_recipient), and the few rows on a modem now.
+            "SELECT recipient, COUNT(*) FROM (
+                SELECT recipient, category FROM outbox WHERE sent_at >= $2 AND recipient LIKE $1
+                UNION ALL
+                SELECT recipient, category FROM outbox
+                 WHERE state = 'sending' AND inflight_part IS NOT NULL
+                   AND (sent_at IS NULL OR sent_at < $2) AND recipient LIKE $1
+             ) AS t WHERE ($3 = '' OR category = $3) GROUP BY recipient",
         )
         .bind(pattern)
         .bind(since)

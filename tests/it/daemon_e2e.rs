@@ -704,3 +704,76 @@ async fn a_late_acknowledgement_resolves_an_ambiguous_message() {
         "the late reference recorded"
     );
 }
+
+/// A long reply whose middle part the network lost, end to end: the two parts that
+/// came wait in the database (across a restart) and stay out of the inbox while
+/// the third may still come; once the newest is `[inbox] incomplete_after_minutes`
+/// old, the message is in the inbox with the missing part marked, not never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_message_missing_a_part_still_reaches_the_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let url = format!("sqlite://{}/smsgw.db", dir.path().display());
+    let cfg = config(&url, vec![modem("m1", "sim:generic:5-20")]);
+    let d = Daemon::start(cfg.clone(), Some(owner("incomplete")))
+        .await
+        .unwrap();
+    assert!(d.initialised(Duration::from_secs(30)).await);
+    // Three UCS2 parts of 67, 67 and 10 characters; the second is lost.
+    let text = format!("{}{}{}", "一".repeat(67), "二".repeat(67), "三".repeat(10));
+    d.sims["m1"].control(smsgw::sim::Control::IncomingLosing {
+        from: "+8613900000002".into(),
+        text,
+        lost: vec![2],
+    });
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while count("SELECT COUNT(*) FROM inbox_fragments").await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "parts never stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        count("SELECT COUNT(*) FROM inbox").await,
+        0,
+        "waits for part 2"
+    );
+    d.shutdown().await;
+    // An hour passes without part 2; then the daemon starts again.
+    sqlx::query(
+        "UPDATE inbox_fragments SET created_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-61 minutes')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let d = Daemon::start(cfg, Some(owner("incomplete2")))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while count("SELECT COUNT(*) FROM inbox").await < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the incomplete message never reached the inbox"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.shutdown().await;
+    let (sender, body, parts, missing): (String, String, i64, i64) =
+        sqlx::query_as("SELECT sender, body, parts, missing_parts FROM inbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(sender.ends_with("13900000002"), "{sender}");
+    assert_eq!(body, format!("{}[…]{}", "一".repeat(67), "三".repeat(10)));
+    assert_eq!((parts, missing), (3, 1));
+    assert_eq!(count("SELECT COUNT(*) FROM inbox_fragments").await, 0);
+}

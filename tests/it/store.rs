@@ -487,6 +487,7 @@ async fn opt_outs_and_inbox(s: &Store) {
         sender: "+8613900000000".into(),
         body: "退订".into(),
         parts: 1,
+        missing_parts: 0,
         received_at: Utc::now(),
         opt_out: true,
     };
@@ -523,6 +524,65 @@ async fn fragments_reassemble_across_restarts(s: &Store) {
     assert_eq!(text, "一二三");
     // Consumed: a later message with the same reference starts afresh.
     assert_eq!(s.add_fragment(&f(1, "new")).await.unwrap(), None);
+}
+
+/// A concatenated incoming message whose other parts never came: found once its
+/// newest part is older than the cut-off (not before, and not while parts still
+/// arrive), in part order, and gone once deleted.
+async fn incomplete_messages_are_found_when_stale(s: &Store) {
+    let f = |r: i32, total: i32, seq: i32, body: &str| Fragment {
+        modem: "m1".into(),
+        sender: "+8613912345679".into(),
+        concat_ref: r,
+        total,
+        seq,
+        body: body.into(),
+        received_at: Utc::now(),
+    };
+    for (r, total, seq, body) in [
+        (9, 3, 3, "三"),
+        (9, 3, 1, "一"),
+        (10, 2, 1, "a"),
+        (11, 3, 1, "x"),
+    ] {
+        assert_eq!(s.add_fragment(&f(r, total, seq, body)).await.unwrap(), None);
+    }
+    let two_hours_ago = match s.backend() {
+        "sqlite" => "strftime('%Y-%m-%d %H:%M:%f', 'now', '-2 hours')",
+        "postgres" => "now() - INTERVAL '2 hours'",
+        _ => "UTC_TIMESTAMP(6) - INTERVAL 2 HOUR",
+    };
+    s.execute_raw(&format!(
+        "UPDATE inbox_fragments SET created_at = {two_hours_ago} WHERE concat_ref IN (9, 11)"
+    ))
+    .await
+    .unwrap();
+    // Message 11 is still receiving: a part came just now.
+    assert_eq!(s.add_fragment(&f(11, 3, 2, "y")).await.unwrap(), None);
+    let before = Utc::now() - CDuration::hours(1);
+    let stale = s.stale_fragments(before).await.unwrap();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    let g = &stale[0];
+    assert_eq!(
+        g.fragments.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert_eq!(g.ids.len(), 2);
+    assert_eq!(
+        smsgw::store::join_fragments(3, &g.fragments),
+        ("一[…]三".to_string(), 1)
+    );
+    s.delete_fragments(&g.ids).await.unwrap();
+    assert!(s.stale_fragments(before).await.unwrap().is_empty());
+    // Its reference starts afresh; the others are untouched.
+    assert_eq!(s.add_fragment(&f(9, 3, 2, "二")).await.unwrap(), None);
+    assert_eq!(
+        s.add_fragment(&f(10, 2, 2, "b"))
+            .await
+            .unwrap()
+            .map(|all| all.len()),
+        Some(2)
+    );
 }
 
 async fn concurrent_claimers_never_share_a_row(s: &Store) {
@@ -699,6 +759,87 @@ async fn delivery_reports_match_parts_and_roll_up(s: &Store) {
     assert_eq!(s.get(old).await.unwrap().unwrap().delivery, "unknown");
 }
 
+/// What the per-recipient daily limits count: a customer's messages sent since
+/// `since` (in any number form, in one category when asked), and those on a modem
+/// now; not a row that is only claimed, nor one sent before `since`.
+async fn recipient_counts_include_messages_on_the_wire(s: &Store) {
+    let to = |n: &str, c: &str| NewMessage {
+        category: Some(c.into()),
+        ..msg(n, "x")
+    };
+    let yesterday = s
+        .enqueue(&to("+8613800138500", "greeting"))
+        .await
+        .unwrap()
+        .id;
+    let today = s.enqueue(&to("13800138500", "greeting")).await.unwrap().id;
+    let on_wire = s.enqueue(&to("8613800138500", "notice")).await.unwrap().id;
+    let _claimed_only = s.enqueue(&to("13800138500", "notice")).await.unwrap().id;
+    let _other = s.enqueue(&to("13800138501", "notice")).await.unwrap().id;
+    let now = Utc::now() + CDuration::seconds(1);
+    let claimed = s.claim("a", 5, LEASE, now).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    let lease = |id: i64| claimed.iter().find(|c| c.id == id).unwrap().lease_until;
+    let sent = Completion::Sent {
+        modem: "m1".into(),
+        parts_total: 1,
+        report_requested: false,
+    };
+    for id in [yesterday, today] {
+        assert!(s.complete("a", id, &sent, now).await.unwrap());
+    }
+    let a_day_earlier = match s.backend() {
+        "sqlite" => "strftime('%Y-%m-%d %H:%M:%f', sent_at, '-1 day')",
+        "postgres" => "sent_at - INTERVAL '1 day'",
+        _ => "sent_at - INTERVAL 1 DAY",
+    };
+    s.execute_raw(&format!(
+        "UPDATE outbox SET sent_at = {a_day_earlier} WHERE id = {yesterday}"
+    ))
+    .await
+    .unwrap();
+    assert!(s
+        .set_inflight("a", on_wire, Some(1), lease(on_wire))
+        .await
+        .unwrap());
+    let since = now - CDuration::hours(1);
+    for form in ["+8613800138500", "13800138500"] {
+        assert_eq!(
+            s.recipient_sent_since(form, None, since).await.unwrap(),
+            2,
+            "{form}: sent today and on the wire"
+        );
+    }
+    assert_eq!(
+        s.recipient_sent_since("13800138500", Some("greeting"), since)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.recipient_sent_since("13800138500", Some("notice"), since)
+            .await
+            .unwrap(),
+        1,
+        "the notice on the wire; the one only claimed is not counted"
+    );
+    // Once it is sent it is counted once, not twice.
+    assert!(s.complete("a", on_wire, &sent, now).await.unwrap());
+    assert_eq!(
+        s.recipient_sent_since("13800138500", None, since)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.recipient_sent_since("13800138500", None, now - CDuration::days(3))
+            .await
+            .unwrap(),
+        3,
+        "yesterday's, with an earlier `since`"
+    );
+}
+
 async fn urgent_categories_are_claimed_alone(s: &Store) {
     let now = Utc::now();
     let cat = |c: &str, p: i32| NewMessage {
@@ -870,8 +1011,10 @@ conformance!(
     rows_from_other_systems_are_validated,
     opt_outs_and_inbox,
     fragments_reassemble_across_restarts,
+    incomplete_messages_are_found_when_stale,
     concurrent_claimers_never_share_a_row,
     delivery_reports_match_parts_and_roll_up,
+    recipient_counts_include_messages_on_the_wire,
     urgent_categories_are_claimed_alone,
     operator_actions_apply_only_to_their_states,
     activity_and_recipient_search,
