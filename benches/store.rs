@@ -2,7 +2,8 @@
 //! fresh database: queue 1,000,000 rows, then measure claim latency and claim +
 //! complete throughput against that backlog, then insert-to-claim pickup latency
 //! (PostgreSQL woken by its insert notification, SQLite and MariaDB by polling),
-//! then the per-recipient daily count once those rows are a year of history.
+//! then the per-recipient daily count and housekeeping's report timeout once those
+//! rows are a year of history.
 //!
 //! Run: `cargo bench --bench store` (`-- quick` for 100,000 rows; `-- sqlite`,
 //! `-- postgres` or `-- mysql` for one backend). Needs the same servers as the tests.
@@ -189,11 +190,16 @@ async fn run(backend: &str, n: u64) {
         pct(&mut pickup, 1.0),
         if backend == "postgres" { "LISTEN/NOTIFY" } else { "poll every 250 ms" },
     );
-    let (count, peer) = recipient_count(&s, backend).await;
+    let h = history(&s, backend).await;
     println!(
-        "{backend:8} per-recipient daily count over {n} rows of history: median {count:.2?} \
-         (the previous single-statement query: median {peer:.2?}, {:.0}x)",
-        peer.as_secs_f64() / count.as_secs_f64()
+        "{backend:8} over {n} rows of history: per-recipient daily count median {:.2?} \
+         (before migration 0003: {:.2?}, {:.0}x) | report timeout median {:.2?} (before: {:.2?}, {:.0}x)",
+        h.count,
+        h.count_before,
+        h.count_before.as_secs_f64() / h.count.as_secs_f64(),
+        h.timeout,
+        h.timeout_before,
+        h.timeout_before.as_secs_f64() / h.timeout.as_secs_f64(),
     );
     drop(s);
     if let Some((admin, db)) = admin {
@@ -209,11 +215,19 @@ async fn run(backend: &str, n: u64) {
     }
 }
 
-/// The per-recipient daily count (`Store::recipient_sent_since`, before every send
-/// when such a limit is set) once the backlog has become a year of sent history,
-/// against the query it replaced (one statement with an OR, which no index serves)
-/// run on the same data.
-async fn recipient_count(s: &Store, backend: &str) -> (Duration, Duration) {
+/// Figures over a year of history: the per-recipient daily count
+/// (`Store::recipient_sent_since`, before every send when such a limit is set)
+/// and housekeeping's report timeout (`Store::expire_pending_delivery`, every
+/// 30 s), each now and as before migration 0003 (its indexes dropped, and for the
+/// count the single-statement query it replaced), on the same data.
+struct History {
+    count: Duration,
+    count_before: Duration,
+    timeout: Duration,
+    timeout_before: Duration,
+}
+
+async fn history(s: &Store, backend: &str) -> History {
     let days_ago = match backend {
         "sqlite" => "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (id % 365) || ' days')",
         "postgres" => "now() - (id % 365) * INTERVAL '1 day'",
@@ -226,12 +240,41 @@ async fn recipient_count(s: &Store, backend: &str) -> (Duration, Duration) {
     ))
     .await
     .unwrap();
+    s.execute_raw(
+        "INSERT INTO outbox_parts (outbox_id, seq, total, modem, recipient, mr, submitted_at, status)
+         SELECT id, 1, 1, 'm1', recipient, id % 256, sent_at, 'delivered' FROM outbox WHERE sent_at IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    // The last day's sends still wait for their reports.
+    let day_ago = match backend {
+        "sqlite" => "strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 day')",
+        "postgres" => "now() - INTERVAL '1 day'",
+        _ => "UTC_TIMESTAMP(6) - INTERVAL 1 DAY",
+    };
+    for sql in [
+        format!("UPDATE outbox SET delivery = 'pending' WHERE sent_at >= {day_ago}"),
+        format!("UPDATE outbox_parts SET status = 'pending' WHERE submitted_at >= {day_ago}"),
+    ] {
+        s.execute_raw(&sql).await.unwrap();
+    }
     if backend == "postgres" {
-        // What autovacuum does after 10 % of a table changed: this one was rewritten
+        // What autovacuum does after 10 % of a table changed: these were rewritten
         // a moment ago, and the planner's statistics still say "nothing is sent".
-        s.execute_raw("ANALYZE outbox").await.unwrap();
+        s.execute_raw("ANALYZE").await.unwrap();
     }
     let since = Utc::now() - CDuration::hours(12);
+    // Nothing pending is older than this: what all but the rare run find.
+    let cutoff = since - CDuration::days(2);
+    let since_text = since.format("%Y-%m-%d %H:%M:%S%.3f");
+    let old_count = |i: u32| {
+        format!(
+            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE '%{:08}'
+               AND (sent_at >= '{since_text}' OR (state = 'sending' AND inflight_part IS NOT NULL))
+             GROUP BY recipient",
+            1 + i * 7919
+        )
+    };
     let mut count = Vec::new();
     for i in 0..50u32 {
         let to = format!("+86138{:08}", 1 + i * 7919);
@@ -239,21 +282,45 @@ async fn recipient_count(s: &Store, backend: &str) -> (Duration, Duration) {
         s.recipient_sent_since(&to, None, since).await.unwrap();
         count.push(t.elapsed());
     }
-    let since_text = since.format("%Y-%m-%d %H:%M:%S%.3f");
-    let mut peer = Vec::new();
-    for i in 0..10u32 {
-        let tail = format!("{:08}", 1 + i * 7919);
+    let mut timeout = Vec::new();
+    for _ in 0..20 {
         let t = Instant::now();
-        s.execute_raw(&format!(
-            "SELECT recipient, COUNT(*) FROM outbox WHERE recipient LIKE '%{tail}'
-               AND (sent_at >= '{since_text}' OR (state = 'sending' AND inflight_part IS NOT NULL))
-             GROUP BY recipient"
-        ))
-        .await
-        .unwrap();
-        peer.push(t.elapsed());
+        s.expire_pending_delivery(cutoff).await.unwrap();
+        timeout.push(t.elapsed());
     }
-    (pct(&mut count, 0.5), pct(&mut peer, 0.5))
+    for (table, index) in [
+        ("outbox", "outbox_sent_recipient"),
+        ("outbox", "outbox_delivery_pending"),
+        ("outbox_parts", "parts_pending"),
+        ("outbox", "outbox_delivered"),
+    ] {
+        let on = if backend == "mysql" {
+            format!(" ON {table}")
+        } else {
+            String::new()
+        };
+        s.execute_raw(&format!("DROP INDEX {index}{on}"))
+            .await
+            .unwrap();
+    }
+    let mut count_before = Vec::new();
+    for i in 0..10u32 {
+        let t = Instant::now();
+        s.execute_raw(&old_count(i)).await.unwrap();
+        count_before.push(t.elapsed());
+    }
+    let mut timeout_before = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        s.expire_pending_delivery(cutoff).await.unwrap();
+        timeout_before.push(t.elapsed());
+    }
+    History {
+        count: pct(&mut count, 0.5),
+        count_before: pct(&mut count_before, 0.5),
+        timeout: pct(&mut timeout, 0.5),
+        timeout_before: pct(&mut timeout_before, 0.5),
+    }
 }
 
 fn main() {
