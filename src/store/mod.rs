@@ -126,7 +126,7 @@ impl Delivery {
 /// Row decoding shared by the backends that read timestamps natively
 /// (PostgreSQL, MySQL); SQLite keeps times as text and decodes its own.
 pub(crate) mod native {
-    use super::{delivery_from, OutboxRow, PartRecord, Result};
+    use super::{delivery_from, Fragment, OutboxRow, PartRecord, Result};
     use chrono::{DateTime, Utc};
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -173,6 +173,30 @@ pub(crate) mod native {
             submitted_at: r.try_get("submitted_at")?,
             status: delivery_from(&r.try_get::<String, _>("status")?),
         })
+    }
+
+    /// A row of `inbox_fragments` with its id.
+    pub fn fragment<R>(r: &R) -> Result<(i64, Fragment)>
+    where
+        R: Row,
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok((
+            r.try_get("id")?,
+            Fragment {
+                modem: r.try_get("modem")?,
+                sender: r.try_get("sender")?,
+                concat_ref: r.try_get("concat_ref")?,
+                total: r.try_get("total")?,
+                seq: r.try_get("seq")?,
+                body: r.try_get("body")?,
+                received_at: r.try_get("received_at")?,
+            },
+        ))
     }
 }
 

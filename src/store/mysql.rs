@@ -536,22 +536,7 @@ impl MySqlStore {
         .bind(before)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("id")?,
-                    Fragment {
-                        modem: r.try_get("modem")?,
-                        sender: r.try_get("sender")?,
-                        concat_ref: r.try_get("concat_ref")?,
-                        total: r.try_get("total")?,
-                        seq: r.try_get("seq")?,
-                        body: r.try_get("body")?,
-                        received_at: r.try_get("received_at")?,
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(super::native::fragment).collect()
     }
 
     pub async fn delete_fragment(&self, id: i64) -> Result<()> {
