@@ -389,16 +389,28 @@ fn utc(arg: &str, v: &Option<String>) -> Result<Option<chrono::DateTime<chrono::
 }
 
 fn enqueue(a: EnqueueArgs) -> anyhow::Result<ExitCode> {
-    let (url, migrate_db) = match &a.database {
-        Some(u) => (u.clone(), true),
-        None => match load_config(a.config.as_deref()) {
-            Ok(c) => (c.database.url, c.database.migrate),
+    let (url, migrate_db, max_parts) = match (&a.database, &a.config) {
+        (Some(u), None) => (
+            u.clone(),
+            true,
+            crate::config::Config::default().sending.max_parts,
+        ),
+        (database, config) => match load_config(config.as_deref()) {
+            Ok(c) => (
+                database.clone().unwrap_or(c.database.url),
+                database.is_some() || c.database.migrate,
+                c.sending.max_parts,
+            ),
             Err(code) => return Ok(code),
         },
     };
     let recipient = crate::store::contract::normalise_recipient(&a.to);
     if let Err(e) = crate::pdu::Address::parse_number("to", &recipient) {
         return invalid(e);
+    }
+    // What the dispatcher would reject, refused now (`[sending] max_parts`).
+    if let Err(reason) = crate::store::contract::check_body(&a.text, max_parts) {
+        return invalid(format!("--text: {reason}"));
     }
     let (send_at, expires_at) = match (utc("send-at", &a.send_at), utc("expires-at", &a.expires_at))
     {

@@ -42,7 +42,6 @@ pub fn check(c: &Claimed, max_parts: usize, now: DateTime<Utc>) -> Verdict {
     }
     let body = match c.body.as_deref() {
         None => return Verdict::Reject("body is missing (NULL)".into()),
-        Some(b) if b.trim().is_empty() => return Verdict::Reject("body is empty".into()),
         Some(b) => b.to_string(),
     };
     for (name, value) in [("send_at", &c.send_at), ("expires_at", &c.expires_at)] {
@@ -59,13 +58,25 @@ pub fn check(c: &Claimed, max_parts: usize, now: DateTime<Utc>) -> Verdict {
             return Verdict::Expire;
         }
     }
-    match pdu::plan(&body, Encoding::Auto, false, max_parts) {
-        Ok(_) => Verdict::Send { recipient, body },
-        Err(EncodeError::TooManyParts { needed, max }) => Verdict::Reject(format!(
+    match check_body(&body, max_parts) {
+        Ok(()) => Verdict::Send { recipient, body },
+        Err(reason) => Verdict::Reject(reason),
+    }
+}
+
+/// Whether a body can be sent: not empty, and at most `max_parts` SMS parts. The
+/// dispatcher rejects a row with this reason; `smsgw enqueue` refuses it at once.
+pub fn check_body(body: &str, max_parts: usize) -> Result<(), String> {
+    if body.trim().is_empty() {
+        return Err("body is empty".into());
+    }
+    match pdu::plan(body, Encoding::Auto, false, max_parts) {
+        Ok(_) => Ok(()),
+        Err(EncodeError::TooManyParts { needed, max }) => Err(format!(
             "body is too long: it needs {needed} SMS parts, more than the maximum of {max} ({} characters)",
             body.chars().count()
         )),
-        Err(e) => Verdict::Reject(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -164,4 +164,31 @@ fn migrate_and_enqueue_on_sqlite() {
     let mut bad = args("appt-3");
     bad.extend(["--send-at".into(), "tomorrow".into()]);
     assert_eq!(run(bad).status.code(), Some(2));
+    // A text the dispatcher would reject is refused at once: 15 parts > max_parts 10.
+    let mut bad = args("appt-4");
+    bad[6] = "长".repeat(1000);
+    let o = run(bad);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs 15 SMS parts"), "{err}");
+    // [sending] max_parts from --config applies.
+    let cfg = dir.path().join("smsgw.toml");
+    std::fs::write(&cfg, "[sending]\nmax_parts = 2\n").unwrap();
+    let mut long = args("appt-5");
+    long[6] = "长".repeat(200);
+    long.extend(["--config".into(), cfg.display().to_string()]);
+    let o = run(long);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Nothing was queued by the refusals.
+    let o = run(args("appt-6"));
+    let next = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse::<i64>()
+        .unwrap();
+    assert_eq!(next, id.parse::<i64>().unwrap() + 1);
 }
