@@ -193,13 +193,17 @@ async fn run(backend: &str, n: u64) {
     let h = history(&s, backend).await;
     println!(
         "{backend:8} over {n} rows of history: per-recipient daily count median {:.2?} \
-         (before migration 0003: {:.2?}, {:.0}x) | report timeout median {:.2?} (before: {:.2?}, {:.0}x)",
+         (before migration 0003: {:.2?}, {:.0}x) | report timeout median {:.2?} (before: {:.2?}, {:.0}x) \
+         | status counts median {:.2?} (before: {:.2?}, {:.1}x)",
         h.count,
         h.count_before,
         h.count_before.as_secs_f64() / h.count.as_secs_f64(),
         h.timeout,
         h.timeout_before,
         h.timeout_before.as_secs_f64() / h.timeout.as_secs_f64(),
+        h.counts,
+        h.counts_before,
+        h.counts_before.as_secs_f64() / h.counts.as_secs_f64(),
     );
     drop(s);
     if let Some((admin, db)) = admin {
@@ -225,6 +229,9 @@ struct History {
     count_before: Duration,
     timeout: Duration,
     timeout_before: Duration,
+    /// `Store::counts` (status and metrics: messages per state and category).
+    counts: Duration,
+    counts_before: Duration,
 }
 
 async fn history(s: &Store, backend: &str) -> History {
@@ -288,7 +295,14 @@ async fn history(s: &Store, backend: &str) -> History {
         s.expire_pending_delivery(cutoff).await.unwrap();
         timeout.push(t.elapsed());
     }
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        s.counts().await.unwrap();
+        counts.push(t.elapsed());
+    }
     for (table, index) in [
+        ("outbox", "outbox_state_category"),
         ("outbox", "outbox_sent_recipient"),
         ("outbox", "outbox_delivery_pending"),
         ("outbox_parts", "parts_pending"),
@@ -315,7 +329,15 @@ async fn history(s: &Store, backend: &str) -> History {
         s.expire_pending_delivery(cutoff).await.unwrap();
         timeout_before.push(t.elapsed());
     }
+    let mut counts_before = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        s.counts().await.unwrap();
+        counts_before.push(t.elapsed());
+    }
     History {
+        counts: pct(&mut counts, 0.5),
+        counts_before: pct(&mut counts_before, 0.5),
         count: pct(&mut count, 0.5),
         count_before: pct(&mut count_before, 0.5),
         timeout: pct(&mut timeout, 0.5),

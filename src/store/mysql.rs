@@ -415,7 +415,11 @@ impl MySqlStore {
 
     pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
         let rows = sqlx::query(
-            "SELECT state, category, COUNT(*) FROM outbox GROUP BY state, category ORDER BY 1, 2",
+            // Two branches, each through its index (history, then the claimable rows).
+            "SELECT state, category, COUNT(*) FROM outbox WHERE state NOT IN ('queued', 'retrying') GROUP BY state, category
+             UNION ALL
+             SELECT state, category, COUNT(*) FROM outbox WHERE state IN ('queued', 'retrying') GROUP BY state, category
+             ORDER BY 1, 2",
         )
         .fetch_all(&self.pool)
         .await?;
