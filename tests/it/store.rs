@@ -1212,6 +1212,88 @@ mod documented_sql {
         ));
     }
 
+    /// The clean-up SQL: an old final row goes with its parts; an old row still
+    /// waiting to be sent stays, and so does a final row of today.
+    async fn clean_up(b: Backend, heading: &str) {
+        let Some(f) = fresh(b).await else { return };
+        let s = &f.store;
+        let old_sent = s.enqueue(&msg("10086", "old")).await.unwrap().id;
+        let old_queued = s.enqueue(&msg("10086", "old, queued")).await.unwrap().id;
+        let new_sent = s.enqueue(&msg("10086", "new")).await.unwrap().id;
+        let now = Utc::now() + CDuration::seconds(1);
+        let claimed = s.claim("t", 1, LEASE, now).await.unwrap();
+        assert_eq!(claimed[0].id, old_sent);
+        let part = PartRecord {
+            seq: 1,
+            total: 1,
+            modem: "m1".into(),
+            recipient: "10086".into(),
+            mr: Some(1),
+            submitted_at: now,
+            status: Delivery::Delivered,
+        };
+        s.record_part(old_sent, &part).await.unwrap();
+        let sent = Completion::Sent {
+            modem: "m1".into(),
+            parts_total: 1,
+            report_requested: false,
+        };
+        assert!(s.complete("t", old_sent, &sent, now).await.unwrap());
+        s.execute_raw(&format!(
+            "UPDATE outbox SET state = 'sent', sent_at = updated_at WHERE id = {new_sent}"
+        ))
+        .await
+        .unwrap();
+        let long_ago = match s.backend() {
+            "sqlite" => "strftime('%Y-%m-%d %H:%M:%f', 'now', '-200 days')",
+            "postgres" => "now() - interval '200 days'",
+            _ => "UTC_TIMESTAMP() - INTERVAL 200 DAY",
+        };
+        s.execute_raw(&format!(
+            "UPDATE outbox SET updated_at = {long_ago} WHERE id IN ({old_sent}, {old_queued})"
+        ))
+        .await
+        .unwrap();
+        let stmts = statements(heading);
+        assert!(stmts.len() >= 2, "{heading}: {stmts:?}");
+        for sql in &stmts {
+            s.execute_raw(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{heading}: {sql}\n{e}"));
+        }
+        assert!(
+            s.get(old_sent).await.unwrap().is_none(),
+            "old sent row deleted"
+        );
+        assert!(
+            s.parts(old_sent).await.unwrap().is_empty(),
+            "with its parts"
+        );
+        assert!(
+            s.get(old_queued).await.unwrap().is_some(),
+            "a queued row stays"
+        );
+        assert!(
+            s.get(new_sent).await.unwrap().is_some(),
+            "today's row stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn clean_up_sqlite() {
+        clean_up(Backend::Sqlite, "### Old rows on SQLite").await
+    }
+
+    #[tokio::test]
+    async fn clean_up_postgres() {
+        clean_up(Backend::Postgres, "### Old rows on PostgreSQL").await
+    }
+
+    #[tokio::test]
+    async fn clean_up_mysql() {
+        clean_up(Backend::Mysql, "### Old rows on MySQL / MariaDB").await
+    }
+
     #[tokio::test]
     async fn sqlite() {
         run(Backend::Sqlite, "### SQLite").await
