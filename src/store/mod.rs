@@ -574,6 +574,26 @@ pub fn same_number(a: &str, b: &str) -> bool {
     short.len() >= 8 && long.ends_with(short.trim_start_matches('0'))
 }
 
+/// A message's delivery from its recorded parts (status, parts announced):
+/// `failed` when any part failed, `delivered` only when every part of the message
+/// is recorded and delivered (part 1 delivered while part 2 waits to be sent is
+/// still `pending`), else `pending`.
+///
+/// A `sent` completion never turns a `delivered` or `failed` row back to `pending`
+/// (the SQL guards it): a report can be handled before the completion is written,
+/// when the part was recorded as the modem acknowledged it.
+pub fn roll_up(parts: &[(Delivery, i32)]) -> Delivery {
+    let total = parts.iter().map(|(_, t)| *t).max().unwrap_or(1).max(1);
+    if parts.iter().any(|(s, _)| *s == Delivery::Failed) {
+        Delivery::Failed
+    } else if parts.len() >= total as usize && parts.iter().all(|(s, _)| *s == Delivery::Delivered)
+    {
+        Delivery::Delivered
+    } else {
+        Delivery::Pending
+    }
+}
+
 /// What the rescuer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rescued {
@@ -915,14 +935,8 @@ impl Store {
             return Ok(None);
         };
         dispatch!(self.update_part(id, seq, r))?;
-        let statuses = dispatch!(self.part_statuses(id))?;
-        let delivery = if statuses.contains(&Delivery::Failed) {
-            Delivery::Failed
-        } else if !statuses.is_empty() && statuses.iter().all(|s| *s == Delivery::Delivered) {
-            Delivery::Delivered
-        } else {
-            Delivery::Pending
-        };
+        let parts = dispatch!(self.part_statuses(id))?;
+        let delivery = roll_up(&parts);
         let at = (delivery == Delivery::Delivered).then_some(r.discharge_at);
         dispatch!(self.set_delivery(id, delivery, at))?;
         Ok(Some(id))
@@ -1064,6 +1078,21 @@ mod tests {
         let some = [f(4, "四"), f(1, "一"), f(1, "一")];
         assert_eq!(join_fragments(4, &some), ("一[…][…]四".into(), 2));
         assert_eq!(join_fragments(2, &[]), ("[…][…]".into(), 2));
+    }
+
+    #[test]
+    fn delivery_rolls_up_over_every_part_of_the_message() {
+        use Delivery::*;
+        assert_eq!(roll_up(&[(Delivered, 1)]), Delivered);
+        assert_eq!(
+            roll_up(&[(Delivered, 2)]),
+            Pending,
+            "part 2 not even sent yet"
+        );
+        assert_eq!(roll_up(&[(Delivered, 2), (Delivered, 2)]), Delivered);
+        assert_eq!(roll_up(&[(Delivered, 2), (Pending, 2)]), Pending);
+        assert_eq!(roll_up(&[(Pending, 3), (Failed, 3)]), Failed);
+        assert_eq!(roll_up(&[]), Pending);
     }
 
     #[test]

@@ -256,7 +256,7 @@ impl MySqlStore {
             "UPDATE outbox SET state = ?, last_error = COALESCE(?, last_error), attempts = attempts + ?,
                     due_at = COALESCE(?, due_at), sent_at = IF(?, ?, sent_at),
                     modem = COALESCE(?, modem), parts_total = COALESCE(?, parts_total),
-                    delivery = COALESCE(?, delivery),
+                    delivery = CASE WHEN delivery IN ('delivered', 'failed') THEN delivery ELSE COALESCE(?, delivery) END,
                     lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = ?
              WHERE id = ? AND state = 'sending' AND lease_owner = ?",
         )
@@ -364,7 +364,8 @@ impl MySqlStore {
     ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE outbox SET state = 'sent', sent_at = ?, updated_at = ?, modem = ?, parts_total = ?,
-                    delivery = ?, last_error = NULL, attempts = attempts + 1
+                    delivery = CASE WHEN delivery IN ('delivered', 'failed') THEN delivery ELSE ? END,
+                    last_error = NULL, attempts = attempts + 1
              WHERE id = ? AND state = 'ambiguous'",
         )
         .bind(now)
@@ -587,13 +588,18 @@ impl MySqlStore {
         Ok(())
     }
 
-    pub async fn part_statuses(&self, id: i64) -> Result<Vec<Delivery>> {
-        let rows = sqlx::query("SELECT status FROM outbox_parts WHERE outbox_id = ?")
+    pub async fn part_statuses(&self, id: i64) -> Result<Vec<(Delivery, i32)>> {
+        let rows = sqlx::query("SELECT status, total FROM outbox_parts WHERE outbox_id = ?")
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(super::delivery_from(&r.try_get::<String, _>(0)?)))
+            .map(|r| {
+                Ok((
+                    super::delivery_from(&r.try_get::<String, _>(0)?),
+                    r.try_get(1)?,
+                ))
+            })
             .collect()
     }
 

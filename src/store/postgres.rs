@@ -216,7 +216,7 @@ impl PgStore {
             "UPDATE outbox SET state = $1, last_error = COALESCE($2, last_error), attempts = attempts + $3,
                     due_at = COALESCE($4, due_at), sent_at = CASE WHEN $5 THEN $6 ELSE sent_at END,
                     modem = COALESCE($7, modem), parts_total = COALESCE($8, parts_total),
-                    delivery = COALESCE($9, delivery),
+                    delivery = CASE WHEN delivery IN ('delivered', 'failed') THEN delivery ELSE COALESCE($9, delivery) END,
                     lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = $6
              WHERE id = $10 AND state = 'sending' AND lease_owner = $11",
         )
@@ -318,7 +318,8 @@ impl PgStore {
     ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE outbox SET state = 'sent', sent_at = $1, updated_at = $1, modem = $2, parts_total = $3,
-                    delivery = $4, last_error = NULL, attempts = attempts + 1
+                    delivery = CASE WHEN delivery IN ('delivered', 'failed') THEN delivery ELSE $4 END,
+                    last_error = NULL, attempts = attempts + 1
              WHERE id = $5 AND state = 'ambiguous'",
         )
         .bind(now)
@@ -540,13 +541,18 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn part_statuses(&self, id: i64) -> Result<Vec<Delivery>> {
-        let rows = sqlx::query("SELECT status FROM outbox_parts WHERE outbox_id = $1")
+    pub async fn part_statuses(&self, id: i64) -> Result<Vec<(Delivery, i32)>> {
+        let rows = sqlx::query("SELECT status, total FROM outbox_parts WHERE outbox_id = $1")
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(super::delivery_from(&r.try_get::<String, _>(0)?)))
+            .map(|r| {
+                Ok((
+                    super::delivery_from(&r.try_get::<String, _>(0)?),
+                    r.try_get(1)?,
+                ))
+            })
             .collect()
     }
 

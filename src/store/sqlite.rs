@@ -268,7 +268,7 @@ impl SqliteStore {
             "UPDATE outbox SET state = ?1, last_error = COALESCE(?2, last_error), attempts = attempts + ?3,
                     due_at = COALESCE(?4, due_at), sent_at = CASE WHEN ?5 THEN ?6 ELSE sent_at END,
                     modem = COALESCE(?7, modem), parts_total = COALESCE(?8, parts_total),
-                    delivery = COALESCE(?9, delivery),
+                    delivery = CASE WHEN delivery IN ('delivered', 'failed') THEN delivery ELSE COALESCE(?9, delivery) END,
                     lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = ?6
              WHERE id = ?10 AND state = 'sending' AND lease_owner = ?11",
         )
@@ -371,7 +371,8 @@ impl SqliteStore {
     ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE outbox SET state = 'sent', sent_at = ?, updated_at = ?, modem = ?, parts_total = ?,
-                    delivery = ?, last_error = NULL, attempts = attempts + 1
+                    delivery = CASE WHEN delivery IN ('delivered', 'failed') THEN delivery ELSE ? END,
+                    last_error = NULL, attempts = attempts + 1
              WHERE id = ? AND state = 'ambiguous'",
         )
         .bind(time_text(now))
@@ -623,13 +624,18 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn part_statuses(&self, id: i64) -> Result<Vec<Delivery>> {
-        let rows = sqlx::query("SELECT status FROM outbox_parts WHERE outbox_id = ?")
+    pub async fn part_statuses(&self, id: i64) -> Result<Vec<(Delivery, i32)>> {
+        let rows = sqlx::query("SELECT status, total FROM outbox_parts WHERE outbox_id = ?")
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(super::delivery_from(&r.try_get::<String, _>(0)?)))
+            .map(|r| {
+                Ok((
+                    super::delivery_from(&r.try_get::<String, _>(0)?),
+                    r.try_get(1)?,
+                ))
+            })
             .collect()
     }
 

@@ -840,6 +840,91 @@ async fn recipient_counts_include_messages_on_the_wire(s: &Store) {
     );
 }
 
+/// A part is recorded the moment the modem acknowledges it, so its delivery report
+/// can be handled before the message's completion is written (a database outage
+/// delays both; the dispatcher also picks ready events in any order). The
+/// completion must not turn `delivered` back into `pending`; and a message is not
+/// `delivered` while a part of it has not even been sent.
+async fn a_report_before_the_completion_is_kept(s: &Store) {
+    use smsgw::store::ReportUpdate;
+    let one = s
+        .enqueue(&msg("+8613800138600", "one part"))
+        .await
+        .unwrap()
+        .id;
+    let two = s
+        .enqueue(&msg("+8613800138601", "two parts"))
+        .await
+        .unwrap()
+        .id;
+    let now = Utc::now() + CDuration::seconds(1);
+    assert_eq!(s.claim("a", 2, LEASE, now).await.unwrap().len(), 2);
+    let part = |seq: i32, total: i32, mr: u8, to: &str| PartRecord {
+        seq,
+        total,
+        modem: "m1".into(),
+        recipient: to.into(),
+        mr: Some(mr),
+        submitted_at: now,
+        status: Delivery::Pending,
+    };
+    let report = |mr: u8, to: &str| ReportUpdate {
+        modem: "m1".into(),
+        mr,
+        recipient: to.into(),
+        since: now - CDuration::hours(1),
+        tp_status: 0,
+        status: Delivery::Delivered,
+        report_at: now,
+        discharge_at: now,
+    };
+    // Acknowledged and reported while the rows are still being sent.
+    s.record_part(one, &part(1, 1, 10, "+8613800138600"))
+        .await
+        .unwrap();
+    s.record_part(two, &part(1, 2, 11, "+8613800138601"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.apply_report(&report(10, "+8613800138600")).await.unwrap(),
+        Some(one)
+    );
+    assert_eq!(
+        s.apply_report(&report(11, "+8613800138601")).await.unwrap(),
+        Some(two)
+    );
+    assert_eq!(s.get(one).await.unwrap().unwrap().delivery, "delivered");
+    assert_eq!(
+        s.get(two).await.unwrap().unwrap().delivery,
+        "pending",
+        "part 2 is not sent yet"
+    );
+    // Then the completions.
+    s.record_part(two, &part(2, 2, 12, "+8613800138601"))
+        .await
+        .unwrap();
+    for (id, parts_total) in [(one, 1), (two, 2)] {
+        let sent = Completion::Sent {
+            modem: "m1".into(),
+            parts_total,
+            report_requested: true,
+        };
+        assert!(s.complete("a", id, &sent, now).await.unwrap());
+    }
+    let row = s.get(one).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.delivery.as_str()),
+        ("sent", "delivered"),
+        "the completion kept the report's outcome"
+    );
+    assert_eq!(s.get(two).await.unwrap().unwrap().delivery, "pending");
+    assert_eq!(
+        s.apply_report(&report(12, "+8613800138601")).await.unwrap(),
+        Some(two)
+    );
+    assert_eq!(s.get(two).await.unwrap().unwrap().delivery, "delivered");
+}
+
 async fn urgent_categories_are_claimed_alone(s: &Store) {
     let now = Utc::now();
     let cat = |c: &str, p: i32| NewMessage {
@@ -1015,6 +1100,7 @@ conformance!(
     concurrent_claimers_never_share_a_row,
     delivery_reports_match_parts_and_roll_up,
     recipient_counts_include_messages_on_the_wire,
+    a_report_before_the_completion_is_kept,
     urgent_categories_are_claimed_alone,
     operator_actions_apply_only_to_their_states,
     activity_and_recipient_search,
