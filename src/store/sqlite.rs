@@ -165,8 +165,6 @@ impl SqliteStore {
         now: DateTime<Utc>,
         only: Option<&str>,
     ) -> Result<Vec<Claimed>> {
-        // One statement: SQLite has a single writer, so the subquery and the update
-        // see the same rows and no other claimer can interleave.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(claim_sql(only.is_some())))
             .bind(owner)
             .bind(time_text(until))
