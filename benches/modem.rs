@@ -26,7 +26,7 @@ async fn run(
     cfg.latency = latency;
     cfg.report_outcome = ReportOutcome::Never;
     let sim = sim::spawn(cfg, Some(link.clone()), None).await.unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let mut mc = ModemConfig::new("m", link.to_str().unwrap());
     mc.health_interval = Duration::from_secs(3600);

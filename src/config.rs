@@ -7,12 +7,27 @@
 //! snake_case because environment names are lowercased. Unknown keys are errors
 //! (a typo must not silently do nothing). `smsgw check-config --print` shows the
 //! effective configuration with secrets masked.
+//!
+//! A leaf: it imports only the pure codecs it validates against (PDU addresses,
+//! the AT layer's vendor names, the simulator's device syntax), never the
+//! daemon's layers; they build their own settings from it.
 
-use crate::modem::{FlowControl, ModemConfig, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+
+pub use crate::store::number::Numbering;
+
+/// Serial flow control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowControl {
+    #[default]
+    None,
+    Hardware,
+    Software,
+}
 
 /// The default config file.
 pub const DEFAULT_PATH: &str = "/etc/smsgw/smsgw.toml";
@@ -34,6 +49,22 @@ pub struct Config {
     pub inbox: Inbox,
     pub log: Log,
     pub metrics: Metrics,
+    pub instance: Instance,
+    pub numbers: Numbering,
+}
+
+/// Who this smsgw is, among instances sharing one database.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Instance {
+    /// The identity its leases carry. Default: the host name and a hash of the
+    /// configuration file's path and the database url, stable across restarts,
+    /// so a restarted process recognises (and settles at once) the rows its
+    /// predecessor left. One process at a time holds an identity (a lock).
+    pub id: Option<String>,
+    /// Testing only: skews this machine's clock by this many seconds, as a badly
+    /// set server would (leases still run on the database's clock).
+    pub clock_skew_secs: i64,
 }
 
 /// Incoming messages.
@@ -251,7 +282,7 @@ impl Default for Sending {
             ambiguous: AmbiguousPolicy::Hold,
             validity_minutes: 24 * 60,
             report_timeout_hours: 48,
-            lease_secs: 600,
+            lease_secs: 60,
             poll_secs: 5,
             urgent_categories: vec!["reminder".into()],
         }
@@ -387,11 +418,10 @@ impl Config {
                 return bad(format!("{at}: device is empty"));
             }
             if let Some(spec) = m.device.strip_prefix("sim:") {
-                if crate::daemon::sim_config(&m.id, spec).is_err() {
+                if let Err(e) = crate::sim::spec::config(&m.id, spec) {
                     return bad(format!(
-                        "{at}: device {:?}: expected sim:PROFILE[:MIN-MAX] with a known simulator profile ({})",
-                        m.device,
-                        crate::sim::profile::names().join(", ")
+                        "{at}: device {:?}: expected sim:PROFILE[:MIN-MAX]: {e}",
+                        m.device
                     ));
                 }
             }
@@ -413,7 +443,7 @@ impl Config {
                 }
             }
             if let Some(v) = &m.vendor {
-                if crate::modem::vendor::by_name(v).is_none() {
+                if crate::at::vendor::by_name(v).is_none() {
                     return bad(format!("{at}: unknown vendor {v:?}"));
                 }
             }
@@ -441,16 +471,11 @@ impl Config {
         if s.retry_base_secs == 0 || s.retry_max_secs < s.retry_base_secs {
             return bad("[sending] retry_base_secs must be > 0 and <= retry_max_secs".into());
         }
-        let longest_send = self
-            .modems
-            .iter()
-            .map(|m| m.send_timeout_secs.unwrap_or(120))
-            .max()
-            .unwrap_or(120);
-        if s.lease_secs < 10 || s.lease_secs < longest_send * 2 {
+        // Leases are renewed part by part and every lease_secs / 3 while a message
+        // is on a modem, so a lease need not outlive a send, only a renewal or two.
+        if s.lease_secs < 10 {
             return bad(format!(
-                "[sending] lease_secs ({}) must be at least 10 and twice the longest send timeout \
-                 ({longest_send} s): a lease must outlive a send",
+                "[sending] lease_secs ({}) must be at least 10 (renewed every third of it)",
                 s.lease_secs
             ));
         }
@@ -465,6 +490,24 @@ impl Config {
             return bad(format!(
                 "[sending] urgent_categories: {c:?} is not a category name"
             ));
+        }
+        if !self.numbers.is_valid() {
+            return bad(format!(
+                "[numbers] default_country_code = {:?}: 1 to 3 digits without a leading 0 (86 for China)",
+                self.numbers.default_country_code
+            ));
+        }
+        if let Some(id) = &self.instance.id {
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return bad(format!(
+                    "[instance] id {id:?}: 1 to 64 letters, digits, '.', '-' or '_'"
+                ));
+            }
         }
         if !["journald", "text", "json"].contains(&self.log.format.as_str()) {
             return bad(format!(
@@ -484,26 +527,7 @@ impl Config {
             }
         }
         c.database.url = crate::store::redact_url(&c.database.url);
-        toml_string(&c)
-    }
-
-    /// The modem actor's configuration for a `[[modem]]` section.
-    pub fn modem_config(&self, m: &Modem) -> ModemConfig {
-        let mut mc = ModemConfig::new(m.id.clone(), m.device.clone());
-        mc.baud = m.baud;
-        mc.flow_control = m.flow_control;
-        mc.pin = m.pin.clone().map(Secret);
-        mc.smsc = m.smsc.clone();
-        mc.vendor = m.vendor.clone();
-        mc.init = m.init.clone();
-        mc.reset_command = m.reset_command.clone();
-        if let Some(t) = m.command_timeout_secs {
-            mc.timeouts.command = Duration::from_secs(t.max(1));
-        }
-        if let Some(t) = m.send_timeout_secs {
-            mc.timeouts.send_result = Duration::from_secs(t.max(1));
-        }
-        mc
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
     pub fn poll_interval(&self) -> Duration {
@@ -520,12 +544,6 @@ pub fn parse_window(w: &str) -> Option<(u32, u32)> {
         (h < 24 && m < 60).then_some(h * 60 + m)
     };
     Some((hm(a)?, hm(b)?))
-}
-
-fn toml_string(c: &Config) -> String {
-    // serde -> config's TOML writer is not exposed; JSON-to-TOML by hand would be
-    // another dependency. Pretty JSON is as readable and exact.
-    serde_json::to_string_pretty(c).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,25 +1,111 @@
-//! Wiring: the store, one actor per configured modem (a `sim:` device starts a
-//! simulated modem in-process), and the dispatcher; and the ordered stop: no new
-//! claims, sends in flight finish and are recorded, then the modems close.
-//! Also what systemd is told: READY once the modems have been initialised (or
-//! reported why not), a one-line STATUS, and watchdog pings only while the
-//! dispatcher's loop is alive.
+//! Wiring and supervision: the instance's identity and locks, the store, one
+//! actor per configured modem (a `sim:` device starts a simulated modem
+//! in-process), the recorder of modem events, the dispatcher, the status socket
+//! and the metrics endpoint; and the ordered stop: no new claims, sends in
+//! flight finish and are recorded, the modems close, the recorder writes what
+//! it still holds.
+//!
+//! Before anything is dispatched, the rows a previous process with this
+//! identity left `sending` are settled ([`Store::settle_predecessor`]): a
+//! restart costs seconds, not a lease.
+//!
+//! Every essential task is supervised: one that ends or panics while the daemon
+//! is not stopping makes [`Daemon::failed`] answer with the reason, and `smsgw
+//! run` exits non-zero (systemd restarts it). Also what systemd is told: READY
+//! once the modems have been initialised (or reported why not), a one-line
+//! STATUS, and watchdog pings only while the dispatcher and the recorder beat.
 
 use crate::config::Config;
 use crate::control::{auth, server};
-use crate::dispatch::run::{Dispatcher, Reload};
+use crate::dispatch::clock::Clock;
+use crate::dispatch::dispatcher::{Dispatcher, Reload};
+use crate::dispatch::inbound::{Inbound, InboundRules};
 use crate::dispatch::steer::Steering;
-use crate::modem::{self, Fleet, ModemEvent, ModemHandle};
-use crate::sim::{self, SimConfig, SimHandle};
-use crate::store::Store;
+use crate::instance::{self, FileLock};
+use crate::modem::{self, Fleet, ModemConfig, ModemEvent, ModemHandle, Secret};
+use crate::sim::{self, SimHandle};
+use crate::store::{InstanceLock, Store};
 use anyhow::Context;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
+
+/// Watches the essential tasks.
+#[derive(Clone)]
+struct Supervisor {
+    stopping: Arc<AtomicBool>,
+    /// Tasks allowed to end now (a modem removed by SIGHUP).
+    expected: Arc<Mutex<HashSet<String>>>,
+    fatal: watch::Sender<Option<String>>,
+}
+
+/// Turns true when a watched task has ended.
+type Ended = watch::Receiver<bool>;
+
+impl Supervisor {
+    fn new() -> Supervisor {
+        Supervisor {
+            stopping: Arc::new(AtomicBool::new(false)),
+            expected: Arc::new(Mutex::new(HashSet::new())),
+            fatal: watch::channel(None).0,
+        }
+    }
+
+    /// Watches `task`: its end (or `bad` on its result) while the daemon is not
+    /// stopping is fatal.
+    fn watch<T: Send + 'static>(
+        &self,
+        name: String,
+        task: JoinHandle<T>,
+        bad: impl FnOnce(T) -> Option<String> + Send + 'static,
+    ) -> Ended {
+        let (tx, rx) = watch::channel(false);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let why = match task.await {
+                Ok(v) => bad(v).unwrap_or_else(|| "ended".into()),
+                Err(e) if e.is_panic() => {
+                    let p = e.into_panic();
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".into());
+                    format!("panicked: {msg}")
+                }
+                Err(_) => "was cancelled".into(),
+            };
+            let _ = tx.send(true);
+            let expected = me
+                .expected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
+            if me.stopping.load(Ordering::SeqCst) || expected {
+                return;
+            }
+            error!(task = %name, reason = %why, "an essential task ended unexpectedly; the daemon stops");
+            me.fatal.send_if_modified(|f| {
+                if f.is_none() {
+                    *f = Some(format!("{name} {why}"));
+                    true
+                } else {
+                    false
+                }
+            });
+        });
+        rx
+    }
+}
+
+async fn ended(mut e: Ended, within: Duration) {
+    let _ = tokio::time::timeout(within, e.wait_for(|v| *v)).await;
+}
 
 /// A running daemon.
 pub struct Daemon {
@@ -28,63 +114,69 @@ pub struct Daemon {
     pub fleet: Fleet,
     /// Simulated modems started for `sim:` devices, by modem id.
     pub sims: HashMap<String, SimHandle>,
+    /// This instance's identity (in leases).
     pub owner: String,
-    /// Operator pauses, the dispatcher's heartbeat, usage per modem.
+    /// Operator pauses, the heartbeats, usage per modem.
     pub steer: Arc<Steering>,
     /// The status socket's path, when it is enabled.
     pub socket: Option<PathBuf>,
     /// The Prometheus endpoint's address, when it is enabled.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The database's clock.
+    pub clock: Clock,
+    /// What settling the predecessor's rows did at start.
+    pub settled: crate::store::Rescued,
     stop: watch::Sender<bool>,
-    control: Option<JoinHandle<()>>,
+    stop_inbound: watch::Sender<bool>,
+    supervisor: Supervisor,
+    dispatcher: Ended,
+    inbound: Ended,
+    control: Option<Ended>,
     reload: mpsc::Sender<Reload>,
-    task: JoinHandle<()>,
+    inbound_rules: watch::Sender<InboundRules>,
     /// The modem sections the running actors were started from.
     configured: Vec<crate::config::Modem>,
-    events: mpsc::Sender<ModemEvent>,
+    events: mpsc::UnboundedSender<ModemEvent>,
     state_dir: PathBuf,
+    _file_lock: FileLock,
 }
 
-/// `sim:PROFILE[:MIN-MAX]` -> the simulator's configuration (latency in ms).
-pub fn sim_config(id: &str, spec: &str) -> anyhow::Result<SimConfig> {
-    let mut it = spec.splitn(2, ':');
-    let profile = it.next().unwrap_or("generic");
-    let p = sim::profile::by_name(profile)
-        .with_context(|| format!("unknown simulator profile {profile:?}"))?;
-    let mut c = SimConfig::new(format!("{id}-sim"), p);
-    if let Some(lat) = it.next() {
-        let (a, b) = lat.split_once('-').unwrap_or((lat, lat));
-        let ms = |v: &str| v.trim().parse::<u64>().map(Duration::from_millis);
-        c.latency = (ms(a)?, ms(b)?);
+/// The modem actor's configuration for a `[[modem]]` section.
+pub fn modem_config(m: &crate::config::Modem) -> ModemConfig {
+    let mut mc = ModemConfig::new(m.id.clone(), m.device.clone());
+    mc.baud = m.baud;
+    mc.flow_control = m.flow_control;
+    mc.pin = m.pin.clone().map(Secret);
+    mc.smsc = m.smsc.clone();
+    mc.vendor = m.vendor.clone();
+    mc.init = m.init.clone();
+    mc.reset_command = m.reset_command.clone();
+    if let Some(t) = m.command_timeout_secs {
+        mc.timeouts.command = Duration::from_secs(t.max(1));
     }
-    c.report_delay = Duration::from_millis(800);
-    c.seed = id
-        .bytes()
-        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    c.imei = format!("8675840{:08}", c.seed % 100_000_000);
-    c.iccid = format!("898600{:014}", c.seed % 100_000_000_000_000);
-    Ok(c)
-}
-
-fn default_owner() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "smsgw".into());
-    format!("{}-{}", host.trim(), std::process::id())
+    if let Some(t) = m.send_timeout_secs {
+        mc.timeouts.send_result = Duration::from_secs(t.max(1));
+    }
+    mc
 }
 
 impl Daemon {
-    /// Connects, migrates if configured, starts the modems and the dispatcher.
+    /// Connects, migrates if configured, settles what a predecessor left,
+    /// starts the modems, the recorder and the dispatcher.
     pub async fn start(cfg: Config, owner: Option<String>) -> anyhow::Result<Daemon> {
         Daemon::start_from(cfg, owner, None).await
     }
 
-    /// As [`Daemon::start`], naming the configuration file (shown by `smsgw status`).
+    /// As [`Daemon::start`], naming the configuration file (shown by `smsgw
+    /// status`, and part of the default identity).
     pub async fn start_from(
         cfg: Config,
         owner: Option<String>,
         config_file: Option<String>,
     ) -> anyhow::Result<Daemon> {
         let started = Instant::now();
-        let owner = owner.unwrap_or_else(default_owner);
+        let started_at = chrono::Utc::now();
+        let owner = owner.unwrap_or_else(|| instance::identity(&cfg, config_file.as_deref()));
         // The socket's groups are checked before anything starts: a typo must not
         // leave a daemon running that nobody can steer.
         let admin_group = match &cfg.status.admin_group {
@@ -95,21 +187,43 @@ impl Daemon {
             )),
             None => None,
         };
+        let state_dir = instance::state_dir();
+        let file_lock = instance::lock(&state_dir, &owner)?;
         let store = Store::connect(&cfg.database.url)
             .await
-            .context("[database] url: cannot connect")?;
+            .context("[database] url: cannot connect")?
+            .with_numbering(cfg.numbers.clone());
         if cfg.database.migrate {
             store.migrate().await.context("migrating the database")?;
         }
-        let state_dir = std::env::var_os("STATE_DIRECTORY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("smsgw"));
-        let (ev_tx, ev_rx) = mpsc::channel(256);
+        let db_lock = take_db_lock(&store, &owner).await?;
+        let clock = Clock::new(chrono::Duration::seconds(cfg.instance.clock_skew_secs));
+        let before = clock.local();
+        let db_now = store
+            .db_now()
+            .await
+            .context("reading the database's clock")?;
+        clock.observe(before, db_now, clock.local());
+        // Before anything is dispatched: the predecessor's rows.
+        let settled = store
+            .settle_predecessor(&owner, clock.db())
+            .await
+            .context("settling the rows a previous process left")?;
+        if settled.retrying + settled.ambiguous + settled.sent > 0 {
+            warn!(
+                requeued = settled.retrying,
+                ambiguous = settled.ambiguous,
+                sent = settled.sent,
+                "settled the rows the previous process with this identity left in flight"
+            );
+        }
+        let supervisor = Supervisor::new();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let mut sims = HashMap::new();
         let mut modems = Vec::new();
         let mut handles = Vec::new();
         for m in &cfg.modems {
-            let h = start_modem(&cfg, m, &state_dir, &owner, &ev_tx, &mut sims).await?;
+            let h = start_modem(m, &state_dir, &owner, &ev_tx, &mut sims, &supervisor).await?;
             handles.push(h.clone());
             modems.push((m.clone(), h));
         }
@@ -119,9 +233,18 @@ impl Daemon {
         let status = cfg.status.clone();
         let metrics_cfg = cfg.metrics.clone();
         let database_url = crate::store::redact_url(&cfg.database.url);
-        let dispatcher =
-            Dispatcher::new(cfg, store.clone(), owner.clone(), modems, steer.clone()).await?;
+        let rules = InboundRules::from_config(&cfg);
+        let dispatcher = Dispatcher::new(
+            cfg,
+            store.clone(),
+            owner.clone(),
+            modems,
+            steer.clone(),
+            clock.clone(),
+        )
+        .await?;
         let (stop, stop_rx) = watch::channel(false);
+        let (stop_inbound, stop_inbound_rx) = watch::channel(false);
         let (socket, control) = if status.socket.is_empty() {
             (None, None)
         } else {
@@ -137,13 +260,16 @@ impl Daemon {
                 },
                 owner: owner.clone(),
                 config_file,
-                started_at: chrono::Utc::now(),
+                started_at,
                 started,
                 database_url,
             });
             let task = tokio::spawn(server::serve(listener, path.clone(), ctx, stop_rx.clone()));
             info!(socket = %path.display(), "status socket listening");
-            (Some(path), Some(task))
+            (
+                Some(path),
+                Some(supervisor.watch("the status socket".into(), task, |_| None)),
+            )
         };
         let metrics = if metrics_cfg.enabled {
             let sources = crate::metrics::Sources {
@@ -151,16 +277,45 @@ impl Daemon {
                 modems: fleet.clone(),
                 steer: steer.clone(),
             };
-            let addr = crate::metrics::start(&metrics_cfg.listen, sources, stop_rx.clone())
-                .await
-                .with_context(|| format!("[metrics] listen {}", metrics_cfg.listen))?;
+            let (addr, tasks) =
+                crate::metrics::start(&metrics_cfg.listen, sources, stop_rx.clone())
+                    .await
+                    .with_context(|| format!("[metrics] listen {}", metrics_cfg.listen))?;
+            for t in tasks {
+                supervisor.watch("the metrics endpoint".into(), t, |_| None);
+            }
             info!(%addr, "metrics at http://{addr}/metrics");
             Some(addr)
         } else {
             None
         };
+        let (inbound_rules, rules_rx) = watch::channel(rules.clone());
+        let journal = state_dir.join(format!("inbound-{}.journal", instance::file_name(&owner)));
+        let recorder = Inbound::new(
+            store.clone(),
+            fleet.clone(),
+            rules,
+            steer.clone(),
+            &journal,
+            started_at,
+        )
+        .with_context(|| format!("opening the journal {}", journal.display()))?;
+        let inbound = supervisor.watch(
+            "the recorder of modem events".into(),
+            tokio::spawn(recorder.run(ev_rx, stop_inbound_rx, rules_rx)),
+            |_| None,
+        );
         let (reload, reload_rx) = mpsc::channel(4);
-        let task = tokio::spawn(dispatcher.run(ev_rx, stop_rx, reload_rx));
+        let dispatcher = supervisor.watch(
+            "the dispatcher".into(),
+            tokio::spawn(dispatcher.run(stop_rx.clone(), reload_rx)),
+            |r: Result<(), String>| r.err(),
+        );
+        supervisor.watch(
+            "the instance lock".into(),
+            tokio::spawn(keep_db_lock(store.clone(), owner.clone(), db_lock, stop_rx)),
+            |r: Result<(), String>| r.err(),
+        );
         info!(%owner, backend = store.backend(), modems = configured.len(), "smsgw started");
         Ok(Daemon {
             store,
@@ -173,11 +328,32 @@ impl Daemon {
             steer,
             socket,
             metrics,
+            clock,
+            settled,
             stop,
+            stop_inbound,
+            supervisor,
+            dispatcher,
+            inbound,
             control,
             reload,
-            task,
+            inbound_rules,
+            _file_lock: file_lock,
         })
+    }
+
+    /// Answers, with the reason, when an essential task ended unexpectedly: the
+    /// daemon can no longer do its job and must stop (systemd restarts it).
+    pub async fn failed(&self) -> String {
+        let mut rx = self.supervisor.fatal.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Waits until every modem has left `initialising` (ready, or a reason why
@@ -194,7 +370,8 @@ impl Daemon {
     /// Talks to systemd when started by it (`NOTIFY_SOCKET` set; a no-op otherwise):
     /// READY=1 once the modems are initialised (at most 90 s), STATUS= every 10 s,
     /// and WATCHDOG=1 at a third of `WatchdogSec` only while the dispatcher's loop
-    /// has beaten within `WatchdogSec`: a wedged dispatcher gets the service restarted.
+    /// and the recorder have beaten within `WatchdogSec`: a wedged one gets the
+    /// service restarted.
     pub fn spawn_systemd(&self) -> JoinHandle<()> {
         let fleet = self.fleet.clone();
         let steer = self.steer.clone();
@@ -222,12 +399,17 @@ impl Daemon {
             loop {
                 tokio::time::sleep(tick).await;
                 if let Some(w) = watchdog {
-                    if steer.since_beat() < w {
+                    let (d, r) = (steer.since_beat(), steer.since_inbound_beat());
+                    if d < w && r < w {
                         let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                         stalled = false;
                     } else if !stalled {
                         stalled = true;
-                        warn!(silent_for = ?steer.since_beat(), "the dispatcher has stopped making progress; withholding the watchdog ping");
+                        if d >= w {
+                            warn!(silent_for = ?d, "the dispatcher has stopped making progress; withholding the watchdog ping");
+                        } else {
+                            warn!(silent_for = ?r, "the recorder of modem events has stopped making progress; withholding the watchdog ping");
+                        }
                     }
                 }
                 if last_status_at.elapsed() >= Duration::from_secs(10) {
@@ -279,12 +461,12 @@ impl Daemon {
                 }
                 None => {
                     match start_modem(
-                        &cfg,
                         m,
                         &self.state_dir,
                         &self.owner,
                         &self.events,
                         &mut self.sims,
+                        &self.supervisor,
                     )
                     .await
                     {
@@ -309,6 +491,11 @@ impl Daemon {
             .collect();
         for id in &removed {
             info!(modem = %id, "reload: modem removed (finishing its send in flight)");
+            self.supervisor
+                .expected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(modem_task(id));
             if let Some(h) = self.fleet.remove(id) {
                 if let Some(sim) = self.sims.remove(id) {
                     // The simulator goes once its modem has closed.
@@ -325,6 +512,7 @@ impl Daemon {
             }
         }
         self.configured = kept;
+        let _ = self.inbound_rules.send(InboundRules::from_config(&cfg));
         let _ = self
             .reload
             .send(Reload {
@@ -335,12 +523,14 @@ impl Daemon {
             .await;
     }
 
-    /// Ordered stop: finish the sends in flight, then close the modems.
+    /// Ordered stop: finish the sends in flight, close the modems, record what
+    /// they still said.
     pub async fn shutdown(self) {
+        self.supervisor.stopping.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        ended(self.dispatcher, Duration::from_secs(200)).await;
         if let Some(c) = self.control {
-            let _ = c.await;
+            ended(c, Duration::from_secs(10)).await;
         }
         for m in &self.fleet.list() {
             m.shutdown().await;
@@ -348,7 +538,66 @@ impl Daemon {
         for s in self.sims.values() {
             s.control(sim::Control::Stop);
         }
+        let _ = self.stop_inbound.send(true);
+        ended(self.inbound, Duration::from_secs(30)).await;
         info!("smsgw stopped");
+    }
+}
+
+fn modem_task(id: &str) -> String {
+    format!("the actor of modem {id}")
+}
+
+/// Takes the database's instance lock, waiting a little for a killed
+/// predecessor's session to go.
+async fn take_db_lock(store: &Store, owner: &str) -> anyhow::Result<InstanceLock> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(l) = store
+            .lock_instance(owner)
+            .await
+            .context("taking the instance lock in the database")?
+        {
+            return Ok(l);
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "another smsgw process runs as instance {owner:?} on this database (it holds the instance lock); \
+                 stop it first, or give this one its own [instance] id"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Keeps the database lock: when its session is lost (a database restart) it
+/// is taken again; if another process got it meanwhile, this one must stop.
+async fn keep_db_lock(
+    store: Store,
+    owner: String,
+    mut lock: InstanceLock,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+        }
+        if lock.alive().await {
+            continue;
+        }
+        match store.lock_instance(&owner).await {
+            Ok(Some(l)) => {
+                info!("the database's instance lock was taken again after its session was lost");
+                lock = l;
+            }
+            Ok(None) => {
+                return Err(format!(
+                    "lost: another process now holds the instance lock of {owner:?}"
+                ))
+            }
+            Err(e) => warn!(error = %e, "cannot take the instance lock again yet"),
+        }
     }
 }
 
@@ -388,25 +637,29 @@ async fn all_initialised(modems: &[ModemHandle], max: Duration) -> bool {
     true
 }
 
-/// Starts one modem's actor (and, for a `sim:` device, its simulator).
+/// Starts one modem's actor (and, for a `sim:` device, its simulator), watched
+/// by the supervisor.
 async fn start_modem(
-    cfg: &Config,
     m: &crate::config::Modem,
     state_dir: &std::path::Path,
     owner: &str,
-    events: &mpsc::Sender<ModemEvent>,
+    events: &mpsc::UnboundedSender<ModemEvent>,
     sims: &mut HashMap<String, SimHandle>,
+    supervisor: &Supervisor,
 ) -> anyhow::Result<ModemHandle> {
-    let mut mc = cfg.modem_config(m);
+    let mut mc = modem_config(m);
     if let Some(spec) = m.device.strip_prefix("sim:") {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
-        let link = state_dir.join(format!("sim-{owner}-{}", m.id));
-        let h = sim::spawn(sim_config(&m.id, spec)?, Some(link.clone()), None)
+        let link = state_dir.join(format!("sim-{}-{}", instance::file_name(owner), m.id));
+        let sc = sim::spec::config(&m.id, spec).map_err(anyhow::Error::msg)?;
+        let h = sim::spawn(sc, Some(link.clone()), None)
             .await
             .with_context(|| format!("[[modem]] {}: starting the simulator", m.id))?;
         mc.device = link.display().to_string();
         sims.insert(m.id.clone(), h);
     }
-    Ok(modem::spawn(mc, events.clone()))
+    let (handle, task) = modem::start(mc, events.clone());
+    supervisor.watch(modem_task(&m.id), task, |_| None);
+    Ok(handle)
 }

@@ -13,6 +13,10 @@
 //! - `modem_up{modem}` (1 ready), `modem_state{modem,state}` (1 for the current state),
 //!   `modem_signal_dbm{modem}`, `modem_sent_today{modem}`
 //! - `queue_messages{state}` (from the database, every 15 s)
+//! - `dispatcher_heartbeat_age_seconds`, `recorder_heartbeat_age_seconds`: how
+//!   long since the dispatcher's loop and the recorder of modem events last made
+//!   progress (read at every scrape: a stuck dispatcher shows, whatever else works)
+//! - `modem_desyncs_total{modem}`: replies out of step with their command
 
 use crate::dispatch::steer::Steering;
 use crate::modem::{Fleet, ModemState};
@@ -55,18 +59,22 @@ pub struct Sources {
     pub steer: Arc<Steering>,
 }
 
-/// Binds `listen` and serves until `stop`; returns the bound address.
+/// Binds `listen` and serves until `stop`; returns the bound address and the
+/// two tasks (refreshing the gauges, serving), for the supervisor.
 pub async fn start(
     listen: &str,
     sources: Sources,
     stop: watch::Receiver<bool>,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>)> {
     let handle = recorder();
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(refresh(sources, handle.clone(), stop.clone()));
-    tokio::spawn(serve(listener, handle, stop));
-    Ok(addr)
+    let steer = sources.steer.clone();
+    let tasks = vec![
+        tokio::spawn(refresh(sources, handle.clone(), stop.clone())),
+        tokio::spawn(serve(listener, handle, steer, stop)),
+    ];
+    Ok((addr, tasks))
 }
 
 async fn refresh(src: Sources, handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
@@ -105,7 +113,11 @@ async fn refresh(src: Sources, handle: PrometheusHandle, mut stop: watch::Receiv
             metrics::gauge!("smsgw_modem_sent_today", "modem" => id).set(f64::from(u.sent_today));
         }
         if n.is_multiple_of(3) {
-            match src.store.counts().await {
+            match tokio::time::timeout(Duration::from_secs(5), src.store.counts())
+                .await
+                .unwrap_or(Err(crate::store::StoreError::Time(
+                    "no answer in 5 s".into(),
+                ))) {
                 Ok(rows) => {
                     let mut per = std::collections::BTreeMap::<String, i64>::new();
                     for st in crate::store::State::ALL {
@@ -126,7 +138,12 @@ async fn refresh(src: Sources, handle: PrometheusHandle, mut stop: watch::Receiv
     }
 }
 
-async fn serve(listener: TcpListener, handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    steer: Arc<Steering>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (mut s, _) = tokio::select! {
             _ = stop.changed() => return,
@@ -136,6 +153,7 @@ async fn serve(listener: TcpListener, handle: PrometheusHandle, mut stop: watch:
             },
         };
         let handle = handle.clone();
+        let steer = steer.clone();
         tokio::spawn(async move {
             // The request head only: method and path decide; a slow or huge client
             // is cut off.
@@ -163,7 +181,13 @@ async fn serve(listener: TcpListener, handle: PrometheusHandle, mut stop: watch:
             let head = String::from_utf8_lossy(&buf[..len]);
             let first = head.lines().next().unwrap_or("");
             let (status, ctype, body) = match response_for(first) {
-                Route::Metrics => ("200 OK", "text/plain; version=0.0.4", handle.render()),
+                Route::Metrics => {
+                    metrics::gauge!("smsgw_dispatcher_heartbeat_age_seconds")
+                        .set(steer.since_beat().as_secs_f64());
+                    metrics::gauge!("smsgw_recorder_heartbeat_age_seconds")
+                        .set(steer.since_inbound_beat().as_secs_f64());
+                    ("200 OK", "text/plain; version=0.0.4", handle.render())
+                }
                 Route::NotFound => (
                     "404 Not Found",
                     "text/plain",

@@ -58,7 +58,7 @@ pub fn send_result(outcome: &Outcome) -> SendResult {
     use FailureClass::*;
     match outcome {
         Outcome::Response(r) => match &r.result {
-            Final::Ok => SendResult::Sent {
+            Final::Ok if r.pdu_written => SendResult::Sent {
                 mr: parse::cmgs(&r.lines),
             },
             Final::Cms(code) => {
@@ -102,6 +102,15 @@ pub fn send_result(outcome: &Outcome) -> SendResult {
         Outcome::Aborted(_) => fail(
             Modem,
             "modem disconnected before the PDU was sent: nothing was sent",
+        ),
+        Outcome::Desync(Stage::Result { after_pdu: true }) => fail(
+            Ambiguous,
+            "the modem's answer after the PDU was out of step (another command's, or a reboot): \
+             the message may have reached the network",
+        ),
+        Outcome::Desync(_) => fail(
+            Modem,
+            "the modem's answer was out of step before the PDU was sent: nothing was sent",
         ),
     }
 }

@@ -15,6 +15,19 @@
 //! line settle) before the next command, so a late reply never reaches the wrong
 //! command. A late `+CMGS: <mr>` seen while resynchronising is reported
 //! ([`Event::LateReply`]): it turns an ambiguous send into a known one.
+//!
+//! A port just opened is out of step until proven otherwise: a USB modem delivers
+//! at the next open what it wrote while nobody listened (a killed predecessor's
+//! `+CMGS: 1` / `OK`). An engine made with [`Engine::opened`] therefore starts
+//! unsynchronised: it escapes a pending prompt, drains the line until it is quiet,
+//! writes a marker command that smsgw sends for nothing else (`AT+CSCS?`) and
+//! discards everything until the marker's own answer, then lets the line settle.
+//! A modem answers in order, so whatever the predecessor left comes before that
+//! answer. What was drained is reported ([`Event::StaleReply`]): a `+CMGS` in it is
+//! the predecessor's part on the wire. The same happens after a reply that cannot
+//! belong to the command in flight (a desynchronisation: [`Outcome::Desync`],
+//! counted) and, once [`Engine::watch_reboots`] is on, after a reboot announcement
+//! (`RDY`, `SMS Ready`, an unasked `+CPIN: READY`...).
 
 use super::framer::{Frame, Framer};
 use super::result::{classify, Final};
@@ -140,6 +153,23 @@ pub enum Outcome {
     Timeout(Stage),
     /// Dropped by [`Engine::abort_all`] (the port went away).
     Aborted(Stage),
+    /// A reply that cannot belong to this command arrived (a `+CMGS` for a command
+    /// that is not a send, an `OK` before the prompt, another command's answer),
+    /// or the modem announced a reboot: the line is out of step. Handled like a
+    /// timeout: the engine resynchronises, and a send after its PDU is in doubt.
+    Desync(Stage),
+}
+
+/// Why the engine is synchronising.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncCause {
+    /// The port was just opened: whatever is pending is a previous process's.
+    Open,
+    /// A reply could not belong to the command in flight.
+    Desync,
+    /// The modem announced a reboot.
+    Reboot,
 }
 
 /// What the engine reports.
@@ -152,6 +182,18 @@ pub enum Event {
     Urc(Urc),
     /// Lines that arrived for a command after it timed out.
     LateReply { id: CommandId, lines: Vec<String> },
+    /// Lines read while synchronising (after an open, a desynchronisation or a
+    /// reboot) that no command of this engine can claim. After [`SyncCause::Open`]
+    /// a `+CMGS` among them is the previous process's part on the wire.
+    StaleReply {
+        cause: SyncCause,
+        lines: Vec<String>,
+    },
+    /// A reply that could not belong to the command in flight (`id`), or that
+    /// arrived with no command in flight.
+    Desync { id: Option<CommandId>, line: String },
+    /// The modem announced a reboot (`line`); with [`Engine::watch_reboots`] on.
+    Rebooted { line: String },
     /// A line nobody expected (logged, otherwise ignored).
     Unsolicited(String),
     /// Garbage: an overlong line was dropped.
@@ -165,10 +207,18 @@ pub enum Event {
 /// Timings of the engine itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {
-    /// Time allowed for the `OK` of the resynchronisation `AT`.
+    /// Time allowed for the answer to the resynchronisation marker.
     pub resync_timeout: Duration,
-    /// Quiet time after that `OK` in which further finals are taken as stale.
+    /// Quiet time after the marker's answer in which further finals are taken as
+    /// stale; also the quiet time that ends draining a port just opened.
     pub settle: Duration,
+    /// The longest a port just opened is drained before the marker goes out,
+    /// however much noise keeps arriving.
+    pub drain_max: Duration,
+    /// The synchronisation marker: a command smsgw sends only to synchronise, and
+    /// the prefix of its information response. A modem that refuses it (answers
+    /// an error twice and nothing else) is synchronised with a plain `AT`.
+    pub marker: (&'static str, &'static str),
 }
 
 impl Default for EngineConfig {
@@ -176,9 +226,19 @@ impl Default for EngineConfig {
         EngineConfig {
             resync_timeout: Duration::from_secs(3),
             settle: Duration::from_millis(300),
+            drain_max: Duration::from_secs(2),
+            marker: ("AT+CSCS?", "+CSCS:"),
         }
     }
 }
+
+/// Lines that only ever answer a command (never unsolicited): seen while another
+/// command is in flight, they prove the line out of step.
+/// (Identity answers are left out: vendors answer them under other prefixes.)
+const REPLY_ONLY: &[&str] = &[
+    "+CMGS:", "+CSQ:", "+COPS:", "+CPMS:", "+CMGR:", "+CMGL:", "+CSCA:", "+CSCS:", "+CNMI:",
+    "+CMGF:", "+CMEE:", "+CSMS:",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -220,20 +280,60 @@ impl InFlight {
         matches!((&self.cmd.pdu, self.step), (Some(pdu), Step::WritingPdu | Step::AwaitResult)
             if is_hex_line(chunk) && pdu.contains(chunk))
     }
+
+    /// Whether `line` is a reply this command cannot have: the line is out of step.
+    fn cannot_answer(&self, line: &str, fin: Option<&Final>) -> bool {
+        let past_pdu = matches!(self.step, Step::WritingPdu | Step::AwaitResult);
+        if let Some(f) = fin {
+            // A send answers OK only after its PDU; before it, only an error is possible.
+            return self.cmd.pdu.is_some() && !past_pdu && f.is_ok();
+        }
+        if line.starts_with("+CMGS:") {
+            return !(self.cmd.pdu.is_some() && past_pdu);
+        }
+        REPLY_ONLY
+            .iter()
+            .any(|p| line.starts_with(p) && self.prefix.as_deref() != Some(p))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The escape (ESC, CR) is handed out, not yet written.
+    Escaping,
+    /// Reading whatever is pending until the line has been quiet for `settle`
+    /// (at the latest at `give_up_at`).
+    Drain {
+        quiet_at: Instant,
+        give_up_at: Instant,
+    },
+    /// The marker is out (`writing`: not yet reported written); its answer is due
+    /// by `deadline`.
+    Marker {
+        writing: bool,
+        deadline: Option<Instant>,
+        seen_prefix: bool,
+        /// Error finals without the marker's prefix in this attempt.
+        bare_errors: u32,
+    },
+    /// The marker answered: further finals are stale until `until`.
+    Settle { until: Instant },
 }
 
 #[derive(Debug)]
 struct Resync {
-    /// The command whose timeout caused this.
-    after: CommandId,
-    writing: bool,
-    deadline: Option<Instant>,
-    /// Set once the marker's OK arrived: the end of the settle window.
-    settle_until: Option<Instant>,
+    /// After a timeout: the command whose timeout caused this; else why.
+    after: Result<CommandId, SyncCause>,
+    phase: Phase,
     late_lines: Vec<String>,
     attempts: u32,
     /// Lead the marker with ESC (the timed-out command was a send).
     escape: bool,
+    /// Synchronise with a plain `AT` (after a timeout, or when the modem refuses
+    /// the marker).
+    plain: bool,
+    /// Attempts whose only answer was an error final: the marker is refused.
+    refused: u32,
 }
 
 #[derive(Debug)]
@@ -255,12 +355,20 @@ pub struct Engine {
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     consecutive_timeouts: u32,
+    /// Replies that could not belong to their command, since the engine started.
+    desyncs: u64,
+    /// Reboot announcements end the modem's session (off while initialising,
+    /// when boot lines are expected).
+    watch_reboots: bool,
     /// A `+CMT`/`+CDS` header was seen; its PDU line comes next.
     two_line: Option<(UrcKind, Option<usize>)>,
     frames: Vec<Frame>,
+    /// The marker was refused once: later synchronisations use `AT` at once.
+    marker_refused: bool,
 }
 
 impl Engine {
+    /// An engine for a line known to be in step (transcripts, tests).
     pub fn new(registry: Registry, config: EngineConfig) -> Engine {
         Engine {
             framer: Framer::new(),
@@ -272,9 +380,31 @@ impl Engine {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             consecutive_timeouts: 0,
+            desyncs: 0,
+            watch_reboots: false,
             two_line: None,
             frames: Vec::new(),
+            marker_refused: false,
         }
+    }
+
+    /// An engine for a port just opened: unsynchronised until the marker answers
+    /// (see the module doc). Commands submitted meanwhile wait.
+    pub fn opened(registry: Registry, config: EngineConfig) -> Engine {
+        let mut e = Engine::new(registry, config);
+        e.start_sync(SyncCause::Open);
+        e
+    }
+
+    /// Replaces the URC registry (once the vendor is known), keeping the state.
+    pub fn set_registry(&mut self, registry: Registry) {
+        self.registry = registry;
+    }
+
+    /// Whether a reboot announcement resynchronises the line and is reported
+    /// ([`Event::Rebooted`]). Off while initialising (boot lines are expected then).
+    pub fn watch_reboots(&mut self, on: bool) {
+        self.watch_reboots = on;
     }
 
     /// Queues a command; it is written when the ones before it are done.
@@ -291,9 +421,19 @@ impl Engine {
         self.consecutive_timeouts
     }
 
+    /// Replies that could not belong to their command, since the engine started.
+    pub fn desyncs(&self) -> u64 {
+        self.desyncs
+    }
+
     /// Nothing in flight, nothing queued, not resynchronising.
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Idle) && self.queue.is_empty()
+    }
+
+    /// Whether the engine is synchronising the line (commands wait).
+    pub fn is_synchronising(&self) -> bool {
+        matches!(self.state, State::Resync(_))
     }
 
     /// Bytes to write to the port, in order.
@@ -310,9 +450,14 @@ impl Engine {
         match &self.state {
             State::Idle => None,
             State::Busy(f) => f.deadline,
-            State::Resync(r) => match (r.settle_until, r.deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            State::Resync(r) => match r.phase {
+                Phase::Escaping => None,
+                Phase::Drain {
+                    quiet_at,
+                    give_up_at,
+                } => Some(quiet_at.min(give_up_at)),
+                Phase::Marker { deadline, .. } => deadline,
+                Phase::Settle { until } => Some(until),
             },
         }
     }
@@ -331,16 +476,37 @@ impl Engine {
                 }
                 Step::AwaitPrompt | Step::AwaitResult => {}
             },
-            State::Resync(r) if r.writing => {
-                r.writing = false;
-                r.deadline = Some(now + self.config.resync_timeout);
-            }
+            State::Resync(r) => match &mut r.phase {
+                Phase::Escaping => {
+                    r.phase = Phase::Drain {
+                        quiet_at: now + self.config.settle,
+                        give_up_at: now + self.config.drain_max,
+                    }
+                }
+                Phase::Marker {
+                    writing, deadline, ..
+                } if *writing => {
+                    *writing = false;
+                    *deadline = Some(now + self.config.resync_timeout);
+                }
+                _ => {}
+            },
             _ => {}
         }
     }
 
     /// Bytes read from the port.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        if let State::Resync(r) = &mut self.state {
+            // Anything at all keeps a draining line from counting as quiet.
+            if let Phase::Drain {
+                quiet_at,
+                give_up_at,
+            } = &mut r.phase
+            {
+                *quiet_at = (now + self.config.settle).min(*give_up_at);
+            }
+        }
         let mut frames = std::mem::take(&mut self.frames);
         self.framer.push(bytes, &mut frames);
         for f in frames.drain(..) {
@@ -365,29 +531,50 @@ impl Engine {
                     id,
                     outcome: Outcome::Timeout(stage),
                 });
-                self.start_resync(id, had_pdu, 0);
+                self.start_resync(id, had_pdu);
             }
-            State::Resync(r) => {
-                if r.settle_until.is_some_and(|s| s <= now) {
+            State::Resync(r) => match r.phase {
+                Phase::Drain {
+                    quiet_at,
+                    give_up_at,
+                } if quiet_at <= now || give_up_at <= now => {
+                    self.write_marker();
+                }
+                Phase::Marker {
+                    writing: false,
+                    deadline: Some(d),
+                    bare_errors,
+                    seen_prefix,
+                } if d <= now => {
+                    self.consecutive_timeouts += 1;
+                    r.attempts += 1;
+                    if !r.plain && !seen_prefix && bare_errors > 0 {
+                        r.refused += 1;
+                        if r.refused >= 2 {
+                            // The modem refuses the marker: in-order answers and
+                            // the settle window still hold with a plain AT.
+                            r.plain = true;
+                            self.marker_refused = true;
+                        }
+                    }
+                    let attempts = r.attempts;
+                    self.events.push_back(Event::ResyncTimeout { attempts });
+                    self.write_marker();
+                }
+                Phase::Settle { until } if until <= now => {
                     let (after, lines) = (r.after, std::mem::take(&mut r.late_lines));
                     if !lines.is_empty() {
-                        self.events.push_back(Event::LateReply { id: after, lines });
+                        self.events.push_back(match after {
+                            Ok(id) => Event::LateReply { id, lines },
+                            Err(cause) => Event::StaleReply { cause, lines },
+                        });
                     }
                     self.events.push_back(Event::Resynced);
                     self.state = State::Idle;
                     self.advance();
-                } else if r.settle_until.is_none() && r.deadline.is_some_and(|d| d <= now) {
-                    self.consecutive_timeouts += 1;
-                    let attempts = r.attempts + 1;
-                    let (after, escape, lines) =
-                        (r.after, r.escape, std::mem::take(&mut r.late_lines));
-                    self.events.push_back(Event::ResyncTimeout { attempts });
-                    self.start_resync(after, escape, attempts);
-                    if let State::Resync(r) = &mut self.state {
-                        r.late_lines = lines;
-                    }
                 }
-            }
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -412,24 +599,57 @@ impl Engine {
         self.two_line = None;
     }
 
-    fn start_resync(&mut self, after: CommandId, escape: bool, attempts: u32) {
-        // ESC first aborts a modem left waiting for PDU input; the CR after it
-        // ends whatever it makes of a stray ESC in command mode.
+    /// After a timeout: `AT` (led by ESC for a send), its OK, then the settle
+    /// window. The answer the timed-out command was waiting for comes first, if
+    /// at all: a modem answers in order.
+    fn start_resync(&mut self, after: CommandId, escape: bool) {
+        self.state = State::Resync(Resync {
+            after: Ok(after),
+            phase: Phase::Escaping,
+            late_lines: Vec::new(),
+            attempts: 0,
+            escape,
+            plain: true,
+            refused: 0,
+        });
+        self.write_marker();
+    }
+
+    /// At open, after a desynchronisation or a reboot: escape a pending prompt,
+    /// drain until quiet, then the marker.
+    fn start_sync(&mut self, cause: SyncCause) {
+        // ESC aborts a modem left waiting for PDU input (a killed predecessor's
+        // send); the CR after it ends whatever it makes of a stray ESC.
+        self.transmit.push_back(vec![ESC, b'\r']);
+        self.state = State::Resync(Resync {
+            after: Err(cause),
+            phase: Phase::Escaping,
+            late_lines: Vec::new(),
+            attempts: 0,
+            escape: false,
+            plain: self.marker_refused,
+            refused: 0,
+        });
+    }
+
+    fn write_marker(&mut self) {
+        let State::Resync(r) = &mut self.state else {
+            return;
+        };
         let mut bytes = Vec::new();
-        if escape {
+        if r.escape {
             bytes.extend([ESC, b'\r']);
         }
-        bytes.extend(b"AT\r");
+        let line = if r.plain { "AT" } else { self.config.marker.0 };
+        bytes.extend(line.as_bytes());
+        bytes.push(b'\r');
         self.transmit.push_back(bytes);
-        self.state = State::Resync(Resync {
-            after,
+        r.phase = Phase::Marker {
             writing: true,
             deadline: None,
-            settle_until: None,
-            late_lines: Vec::new(),
-            attempts,
-            escape,
-        });
+            seen_prefix: false,
+            bare_errors: 0,
+        };
     }
 
     fn advance(&mut self) {
@@ -469,6 +689,36 @@ impl Engine {
         self.advance();
     }
 
+    /// The line is out of step: fail the command in flight (if any) and
+    /// synchronise. `line` itself is kept with what the synchronisation drains.
+    fn desync(&mut self, line: String, cause: SyncCause) {
+        let id = match std::mem::replace(&mut self.state, State::Idle) {
+            State::Busy(f) => {
+                self.events.push_back(Event::Done {
+                    id: f.id,
+                    outcome: Outcome::Desync(f.stage()),
+                });
+                Some(f.id)
+            }
+            _ => None,
+        };
+        self.consecutive_timeouts += 1;
+        if cause == SyncCause::Reboot {
+            self.events
+                .push_back(Event::Rebooted { line: line.clone() });
+        } else {
+            self.desyncs += 1;
+            self.events.push_back(Event::Desync {
+                id,
+                line: line.clone(),
+            });
+        }
+        self.start_sync(cause);
+        if let State::Resync(r) = &mut self.state {
+            r.late_lines.push(line);
+        }
+    }
+
     fn handle_prompt(&mut self) {
         if let State::Busy(f) = &mut self.state {
             if let (Some(pdu), Step::WritingCommand | Step::AwaitPrompt) = (&f.cmd.pdu, f.step) {
@@ -480,8 +730,29 @@ impl Engine {
                 return;
             }
         }
+        if let State::Resync(r) = &mut self.state {
+            // A predecessor's prompt: the escape already sent (or the next one) aborts it.
+            if matches!(r.phase, Phase::Drain { .. } | Phase::Escaping) {
+                return;
+            }
+        }
         self.events
             .push_back(Event::Unsolicited("> (unexpected prompt)".into()));
+    }
+
+    /// A reboot announcement, when watched: a boot marker, or a `+CPIN: READY`
+    /// nobody asked for.
+    fn is_reboot(&self, line: &str, kind: Option<UrcKind>) -> bool {
+        if !self.watch_reboots {
+            return false;
+        }
+        let asked_cpin =
+            matches!(&self.state, State::Busy(f) if f.prefix.as_deref() == Some("+CPIN:"));
+        kind == Some(UrcKind::Ready)
+            || (!asked_cpin
+                && line
+                    .strip_prefix("+CPIN:")
+                    .is_some_and(|s| s.trim().eq_ignore_ascii_case("READY")))
     }
 
     fn handle_line(&mut self, now: Instant, line: String) {
@@ -498,12 +769,18 @@ impl Engine {
                 "{kind:?} header without its PDU line"
             )));
         }
+        let kind = self.registry.classify(&line);
+        let reboot = self.is_reboot(&line, kind);
         match &mut self.state {
             State::Busy(f) => {
                 if f.is_echo(&line) {
                     return;
                 }
-                if let Some(fin) = classify(&line, f.cmd.numeric_finals) {
+                let fin = classify(&line, f.cmd.numeric_finals);
+                if f.cannot_answer(&line, fin.as_ref()) {
+                    return self.desync(line, SyncCause::Desync);
+                }
+                if let Some(fin) = fin {
                     self.complete(fin);
                     return;
                 }
@@ -514,7 +791,10 @@ impl Engine {
                     }
                     return;
                 }
-                if let Some(kind) = self.registry.classify(&line) {
+                if reboot {
+                    return self.desync(line, SyncCause::Reboot);
+                }
+                if let Some(kind) = kind {
                     self.handle_urc(kind, line);
                     return;
                 }
@@ -522,16 +802,42 @@ impl Engine {
                 f.lines.push(line);
             }
             State::Resync(r) => {
-                if let Some(fin) = classify(&line, false) {
-                    if fin.is_ok() && r.settle_until.is_none() {
-                        // The first OK: ours, or a late one with ours right behind it.
-                        r.settle_until = Some(now + self.config.settle);
-                        r.deadline = None;
-                        self.consecutive_timeouts = 0;
+                let marker = self.config.marker;
+                match &mut r.phase {
+                    Phase::Marker {
+                        seen_prefix,
+                        bare_errors,
+                        ..
+                    } => {
+                        if !r.plain && line.starts_with(marker.1) {
+                            *seen_prefix = true;
+                            return;
+                        }
+                        // Numeric finals too at open: the modem may be in ATV0.
+                        if let Some(fin) = classify(&line, r.after.is_err()) {
+                            let ours = if r.plain { fin.is_ok() } else { *seen_prefix };
+                            if ours {
+                                // The first answer: ours, or a late one with ours right behind it.
+                                r.phase = Phase::Settle {
+                                    until: now + self.config.settle,
+                                };
+                                self.consecutive_timeouts = 0;
+                            } else if !fin.is_ok() {
+                                *bare_errors += 1;
+                            }
+                            return;
+                        }
+                        if line.eq_ignore_ascii_case(marker.0) {
+                            return; // the echo of our marker
+                        }
                     }
-                    return;
+                    _ => {
+                        if classify(&line, r.after.is_err()).is_some() {
+                            return; // a stale final
+                        }
+                    }
                 }
-                if let Some(kind) = self.registry.classify(&line) {
+                if let Some(kind) = kind {
                     self.handle_urc(kind, line);
                     return;
                 }
@@ -540,7 +846,15 @@ impl Engine {
                 }
             }
             State::Idle => {
-                if let Some(kind) = self.registry.classify(&line) {
+                if line.starts_with("+CMGS:") || classify(&line, false).is_some() {
+                    // An answer with no command in flight: what comes next may be
+                    // taken for the next command's answer.
+                    return self.desync(line, SyncCause::Desync);
+                }
+                if reboot {
+                    return self.desync(line, SyncCause::Reboot);
+                }
+                if let Some(kind) = kind {
                     self.handle_urc(kind, line);
                 } else {
                     self.events.push_back(Event::Unsolicited(line));

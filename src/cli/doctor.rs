@@ -159,6 +159,13 @@ pub fn diagnose(s: &ModemStatus, device: &str, baud: u32) -> Vec<Finding> {
             f.push(Ok(format!("SIM message memory {used}/{total}")));
         }
     }
+    match &s.reports {
+        Some(r @ crate::modem::ReportMode::Stored { .. }) => {
+            f.push(Ok(format!("delivery reports {}", r.describe())))
+        }
+        Some(r) => f.push(Warning(format!("delivery reports {}", r.describe()))),
+        None => {}
+    }
     if s.state == ModemState::Ready {
         f.push(Ok("ready to send".into()));
     } else if !f.iter().any(|x| matches!(x, Problem(_))) {
@@ -208,7 +215,7 @@ async fn probe(a: &DoctorArgs) -> ModemStatus {
     // One attempt; doctor reports, it does not keep retrying.
     cfg.reconnect_initial = Duration::from_secs(3600);
     cfg.reconnect_max = Duration::from_secs(3600);
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Stored messages and reports are left on the modem: doctor deletes nothing.
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let h = modem::spawn(cfg, tx);
@@ -259,8 +266,10 @@ mod tests {
             operator: Some("CHINA MOBILE".into()),
             smsc: Some("+8613800100500".into()),
             storage: Some((2, 50)),
+            reports: None,
             parts_sent: 0,
             sends_failed: 0,
+            desyncs: 0,
             last_error: None,
         }
     }

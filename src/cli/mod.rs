@@ -19,6 +19,9 @@ use std::process::ExitCode;
 /// Exit code for input the user can fix (mirrors clap's own usage errors).
 pub const EXIT_INVALID_INPUT: u8 = 2;
 
+/// Exit code of a daemon stopped because an essential task failed (EX_SOFTWARE).
+pub const EXIT_FAILED: u8 = 70;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "smsgw",
@@ -148,6 +151,13 @@ pub struct SimArgs {
     /// Refuse routed status reports (AT+CNMI ds=1), so reports come stored (+CDSI).
     #[arg(long)]
     pub refuse_routed_reports: bool,
+    /// Slots of the status report memory (SR).
+    #[arg(long, default_value_t = 30)]
+    pub report_slots: usize,
+    /// While the report memory is full, refuse sends that request a report
+    /// (+CMS ERROR: 322).
+    #[arg(long)]
+    pub refuse_sends_when_report_memory_full: bool,
     /// Require this SIM PIN.
     #[arg(long)]
     pub pin: Option<String>,
@@ -302,20 +312,30 @@ fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         let systemd = daemon.spawn_systemd();
         let mut term = signal(SignalKind::terminate())?;
         let mut hup = signal(SignalKind::hangup())?;
-        loop {
+        let code = loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break ExitCode::SUCCESS,
+                _ = term.recv() => break ExitCode::SUCCESS,
+                why = daemon.failed() => {
+                    tracing::error!(reason = %why, "stopping: an essential task failed (exit 70; systemd restarts smsgw)");
+                    break ExitCode::from(EXIT_FAILED);
+                }
                 _ = hup.recv() => match crate::config::Config::load(path) {
                     Ok(c) => daemon.reload(c).await,
                     Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays"),
                 },
             }
-        }
+        };
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         systemd.abort();
-        daemon.shutdown().await;
-        anyhow::Ok(ExitCode::SUCCESS)
+        if code == ExitCode::SUCCESS {
+            daemon.shutdown().await;
+        } else {
+            // What is in flight is settled by the next start; bounded, so a wedged
+            // task cannot keep a failed daemon alive.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(20), daemon.shutdown()).await;
+        }
+        anyhow::Ok(code)
     })
 }
 
@@ -442,20 +462,6 @@ fn enqueue(a: EnqueueArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Parses `N` or `MIN-MAX` milliseconds.
-fn latency(s: &str) -> Option<(std::time::Duration, std::time::Duration)> {
-    let ms = |v: &str| {
-        v.trim()
-            .parse::<u64>()
-            .ok()
-            .map(std::time::Duration::from_millis)
-    };
-    match s.split_once('-') {
-        Some((a, b)) => Some((ms(a)?, ms(b)?)).filter(|(a, b)| a <= b),
-        None => ms(s).map(|d| (d, d)),
-    }
-}
-
 /// Builds the simulator's configuration from the command line.
 pub fn sim_config(a: &SimArgs) -> Result<crate::sim::SimConfig, String> {
     use crate::sim::{profile, ReportOutcome, SimConfig};
@@ -463,7 +469,8 @@ pub fn sim_config(a: &SimArgs) -> Result<crate::sim::SimConfig, String> {
         a.id.clone(),
         profile::by_name(&a.profile).ok_or("unknown profile")?,
     );
-    cfg.latency = latency(&a.latency_ms).ok_or("--latency-ms takes N or MIN-MAX milliseconds")?;
+    cfg.latency =
+        crate::sim::spec::latency(&a.latency_ms).map_err(|e| format!("--latency-ms: {e}"))?;
     cfg.report_outcome = match a.report.as_str() {
         "delivered" => ReportOutcome::Delivered,
         "still-trying" => ReportOutcome::StillTryingThenDelivered,
@@ -481,6 +488,11 @@ pub fn sim_config(a: &SimArgs) -> Result<crate::sim::SimConfig, String> {
     cfg.faults.deregistered = a.deregistered;
     cfg.faults.sim_full = a.sim_full;
     cfg.faults.refuse_routed_reports = a.refuse_routed_reports;
+    cfg.faults.refuse_sends_when_report_memory_full = a.refuse_sends_when_report_memory_full;
+    if a.report_slots == 0 {
+        return Err("--report-slots must be at least 1".into());
+    }
+    cfg.report_slots = a.report_slots;
     for f in &a.fail_recipient {
         let (n, c) = f
             .rsplit_once(':')

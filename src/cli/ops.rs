@@ -428,6 +428,16 @@ pub fn render_modems(ms: &[ModemView]) -> String {
                 .join(" "),
             m.imei.as_deref().unwrap_or("?")
         );
+        if let Some(r) = &m.reports {
+            let _ = writeln!(o, "{:<12} reports {r}", "");
+        }
+        if m.desyncs > 0 {
+            let _ = writeln!(
+                o,
+                "{:<12} {} replies out of step (resynchronised)",
+                "", m.desyncs
+            );
+        }
     }
     o
 }

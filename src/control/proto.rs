@@ -275,6 +275,12 @@ pub struct ModemView {
     pub busy: bool,
     /// SIM message storage used / total.
     pub storage: Option<(u32, u32)>,
+    /// How delivery reports arrive, and what that risks (absent from older daemons).
+    #[serde(default)]
+    pub reports: Option<String>,
+    /// Replies out of step with their command since the modem's actor started.
+    #[serde(default)]
+    pub desyncs: u64,
     pub last_error: Option<String>,
 }
 

@@ -385,6 +385,8 @@ pub fn modem_views(ctx: &Context) -> Vec<ModemView> {
                 quota_per_day: u.per_day,
                 busy: u.busy,
                 storage: s.storage,
+                reports: s.reports.as_ref().map(|r| r.describe()),
+                desyncs: s.desyncs,
                 last_error: s.last_error.clone(),
             }
         })

@@ -141,6 +141,34 @@ pub fn failure_completion(
     }
 }
 
+/// The limits one rate window enforces (0 = unlimited), built from the
+/// configuration once, at load and at SIGHUP: a modem's own, or the global one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowLimits {
+    pub per_minute: u32,
+    pub per_hour: u32,
+    pub per_day: u32,
+}
+
+impl WindowLimits {
+    /// A modem's window (`[limits]` or its `[[modem]]` override).
+    pub fn modem(l: &Limits) -> WindowLimits {
+        WindowLimits {
+            per_minute: l.per_minute,
+            per_hour: l.per_hour,
+            per_day: l.per_day,
+        }
+    }
+
+    /// All modems together (`[limits] global_per_minute`).
+    pub fn global(l: &Limits) -> WindowLimits {
+        WindowLimits {
+            per_minute: l.global_per_minute,
+            ..WindowLimits::default()
+        }
+    }
+}
+
 /// Sliding-window counts of parts sent (per modem, or globally): per minute,
 /// hour and local day. Daily counts are seeded from the database on start, so
 /// limits survive a restart.
@@ -187,7 +215,7 @@ impl RateWindow {
     /// it would hold it forever.
     pub fn check(
         &mut self,
-        limits: &Limits,
+        limits: &WindowLimits,
         parts: u32,
         now: DateTime<Utc>,
         day_start: DateTime<Utc>,
@@ -213,12 +241,7 @@ impl RateWindow {
         if over(within(Duration::hours(1)), limits.per_hour) {
             return Err(oldest_within(Duration::hours(1)));
         }
-        let per_minute = if limits.global_per_minute > 0 && limits.per_minute == 0 {
-            limits.global_per_minute
-        } else {
-            limits.per_minute
-        };
-        if over(within(Duration::minutes(1)), per_minute) {
+        if over(within(Duration::minutes(1)), limits.per_minute) {
             return Err(oldest_within(Duration::minutes(1)));
         }
         Ok(())
@@ -391,11 +414,10 @@ mod tests {
     #[test]
     fn rate_windows_and_the_day_boundary() {
         let q = shanghai();
-        let lim = Limits {
+        let lim = WindowLimits {
             per_minute: 2,
             per_hour: 3,
             per_day: 4,
-            ..Default::default()
         };
         let now = at("2026-09-24T15:50:00Z"); // 23:50 Shanghai
         let (ds, nd) = (q.day_start(now), q.next_day(now));
@@ -431,7 +453,7 @@ mod tests {
     #[test]
     fn parts_counted_at_hand_over_and_given_back_when_unsent() {
         let q = shanghai();
-        let lim = Limits {
+        let lim = WindowLimits {
             per_minute: 3,
             per_day: 10,
             ..Default::default()
@@ -464,7 +486,7 @@ mod tests {
     #[test]
     fn a_message_larger_than_a_limit_goes_alone_in_an_empty_window() {
         let q = shanghai();
-        let lim = Limits {
+        let lim = WindowLimits {
             per_minute: 6,
             ..Default::default()
         };

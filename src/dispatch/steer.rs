@@ -30,6 +30,8 @@ pub struct Steering {
     paused: Mutex<BTreeSet<String>>,
     wake: Notify,
     beat: Mutex<Instant>,
+    /// Since when the recorder has been working on one thing (None: idle).
+    inbound_busy: Mutex<Option<Instant>>,
     usage: Mutex<BTreeMap<String, Usage>>,
     unrecorded: AtomicUsize,
 }
@@ -41,6 +43,7 @@ impl Default for Steering {
             paused: Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
             beat: Mutex::new(Instant::now()),
+            inbound_busy: Mutex::new(None),
             usage: Mutex::new(BTreeMap::new()),
             unrecorded: AtomicUsize::new(0),
         }
@@ -107,6 +110,23 @@ impl Steering {
 
     pub fn since_beat(&self) -> Duration {
         lock(&self.beat).elapsed()
+    }
+
+    /// The recorder of modem events starts on something (or made progress on
+    /// it): it waits for events when idle, so only work that does not finish
+    /// counts as stuck.
+    pub fn inbound_working(&self) {
+        *lock(&self.inbound_busy) = Some(Instant::now());
+    }
+
+    /// The recorder is idle again (waiting for events is not being stuck).
+    pub fn inbound_idle(&self) {
+        *lock(&self.inbound_busy) = None;
+    }
+
+    /// How long the recorder has been on its current work without progress.
+    pub fn since_inbound_beat(&self) -> Duration {
+        lock(&self.inbound_busy).map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     /// Modem events (reports, incoming messages) held until the database takes them.

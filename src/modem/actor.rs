@@ -11,11 +11,11 @@
 use super::vendor::{self, Vendor};
 use super::{
     FlowControl, ModemConfig, ModemEvent, ModemHandle, ModemInfo, ModemState, ModemStatus,
-    PartSent, Request, SendReport, StoredAt,
+    PartSent, Progress, ReportMode, Request, SendReport, StoredAt,
 };
 use crate::at::classify::{send_result, FailureClass, SendFailure, SendResult};
 use crate::at::parse::{self, Registration};
-use crate::at::{Command, Engine, EngineConfig, Event, Final, Outcome, Urc};
+use crate::at::{Command, Engine, EngineConfig, Event, Final, Outcome, SyncCause, Urc};
 use crate::pdu::{self, Layout};
 use chrono::Utc;
 use std::collections::{HashSet, VecDeque};
@@ -27,7 +27,18 @@ use tokio_serial::{SerialPortBuilderExt, SerialStream};
 use tracing::{debug, info, trace, warn};
 
 /// Starts the actor for one modem.
-pub fn spawn(cfg: ModemConfig, events: mpsc::Sender<ModemEvent>) -> ModemHandle {
+pub fn spawn(cfg: ModemConfig, events: mpsc::UnboundedSender<ModemEvent>) -> ModemHandle {
+    start(cfg, events).0
+}
+
+/// Starts the actor for one modem, with its task for a supervisor to watch.
+/// Events go out on an unbounded channel: the actor never stops reading its
+/// port because the rest of the daemon is slow (the recorder bounds what it
+/// keeps in memory and journals the rest).
+pub fn start(
+    cfg: ModemConfig,
+    events: mpsc::UnboundedSender<ModemEvent>,
+) -> (ModemHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(32);
     let status = ModemStatus {
         id: cfg.id.clone(),
@@ -41,8 +52,10 @@ pub fn spawn(cfg: ModemConfig, events: mpsc::Sender<ModemEvent>) -> ModemHandle 
         operator: None,
         smsc: None,
         storage: None,
+        reports: None,
         parts_sent: 0,
         sends_failed: 0,
+        desyncs: 0,
         last_error: None,
     };
     let (status_tx, status_rx) = watch::channel(status.clone());
@@ -58,13 +71,13 @@ pub fn spawn(cfg: ModemConfig, events: mpsc::Sender<ModemEvent>) -> ModemHandle 
         status,
         rx,
     };
-    tokio::spawn(actor.run());
-    handle
+    let task = tokio::spawn(actor.run());
+    (handle, task)
 }
 
 struct Actor {
     cfg: ModemConfig,
-    events: mpsc::Sender<ModemEvent>,
+    events: mpsc::UnboundedSender<ModemEvent>,
     status_tx: watch::Sender<ModemStatus>,
     status: ModemStatus,
     rx: mpsc::Receiver<Request>,
@@ -79,6 +92,9 @@ enum End {
     Lost(String),
     /// The modem stopped answering (or a reset was requested): reset and reopen.
     Reset(String),
+    /// The modem announced a reboot: its settings are gone; reopen and
+    /// initialise again at once.
+    Rebooted(String),
 }
 
 /// The session cannot go on: the port is gone, or (`reset`) the modem stopped
@@ -105,12 +121,19 @@ struct Session {
     /// Stored messages handed to the daemon and not deleted yet: a message that
     /// is both listed by AT+CMGL and announced by +CMTI is handed over once.
     handed_over: HashSet<(String, u32)>,
+    /// `+CMGS` references read while synchronising the port just opened: a
+    /// previous process's part on the wire.
+    stale_mrs: Vec<u8>,
+    /// The modem announced a reboot (the line): the session ends.
+    rebooted: Option<String>,
+    /// How delivery reports arrive in this session.
+    reports: Option<ReportMode>,
 }
 
 impl Session {
     async fn flush(&mut self) -> Result<(), Lost> {
         while let Some(bytes) = self.engine.poll_transmit() {
-            trace!(tx = %redact(&String::from_utf8_lossy(&bytes)), "write");
+            trace!(tx = %redact(&String::from_utf8_lossy(&bytes)).escape_debug(), "write");
             self.port
                 .write_all(&bytes)
                 .await
@@ -133,7 +156,7 @@ impl Session {
                 Ok(0) => return Err(lost("device closed (unplugged?)")),
                 Ok(n) => {
                     // Redacted too: a modem with echo on repeats AT+CPIN="...".
-                    trace!(rx = %redact(&String::from_utf8_lossy(&self.buf[..n])), "read");
+                    trace!(rx = %redact(&String::from_utf8_lossy(&self.buf[..n])).escape_debug(), "read");
                     self.engine.handle_input(Instant::now().into_std(), &self.buf[..n]);
                 }
                 Err(e) => return Err(lost(format!("read failed: {e}"))),
@@ -143,8 +166,59 @@ impl Session {
         Ok(())
     }
 
-    /// Runs one command to its outcome. URCs seen meanwhile are queued.
+    /// Waits for `fut` while still reading the port (URCs keep arriving; a port
+    /// that vanishes meanwhile ends the session).
+    async fn while_reading<T>(
+        &mut self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, Lost> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                v = &mut fut => return Ok(v),
+                r = self.port.read(&mut self.buf) => match r {
+                    Ok(0) => return Err(lost("device closed (unplugged?)")),
+                    Ok(n) => {
+                        trace!(rx = %redact(&String::from_utf8_lossy(&self.buf[..n])).escape_debug(), "read");
+                        self.engine.handle_input(Instant::now().into_std(), &self.buf[..n]);
+                        self.collect(None)?;
+                    }
+                    Err(e) => return Err(lost(format!("read failed: {e}"))),
+                },
+            }
+        }
+    }
+
+    /// Waits until the engine has synchronised the line just opened; false when
+    /// the modem answered none of `attempts` markers.
+    async fn synchronised(&mut self, attempts: u32) -> Result<bool, Lost> {
+        loop {
+            self.flush().await?;
+            self.collect(None)?;
+            if !self.engine.is_synchronising() {
+                return Ok(true);
+            }
+            if self.engine.consecutive_timeouts() >= attempts {
+                return Ok(false);
+            }
+            self.step().await?;
+        }
+    }
+
+    /// Runs one command to its outcome. URCs seen meanwhile are queued. A
+    /// command other than a send whose answer was out of step is run once more
+    /// after the engine resynchronised (asking again cannot do harm); a send is not.
     async fn exec(&mut self, cmd: Command) -> Result<Outcome, (Lost, Outcome)> {
+        let again = cmd.pdu.is_none().then(|| cmd.clone());
+        match self.exec_once(cmd).await {
+            Ok(Outcome::Desync(_)) if again.is_some() => {
+                self.exec_once(again.expect("checked")).await
+            }
+            r => r,
+        }
+    }
+
+    async fn exec_once(&mut self, cmd: Command) -> Result<Outcome, (Lost, Outcome)> {
         debug!(cmd = %redact(&cmd.line), "command");
         let id = self.engine.submit(cmd);
         loop {
@@ -190,6 +264,29 @@ impl Session {
                     }
                     debug!(?lines, "late reply after a timeout");
                 }
+                Event::StaleReply { cause, lines } => {
+                    let mrs: Vec<u8> = lines
+                        .iter()
+                        .filter_map(|l| parse::cmgs(std::slice::from_ref(l)))
+                        .collect();
+                    if cause == SyncCause::Open {
+                        if !mrs.is_empty() {
+                            info!(?mrs, "a previous process's answer was waiting in the port");
+                        }
+                        self.stale_mrs.extend(mrs);
+                    } else if !mrs.is_empty() {
+                        // Out of step mid-session: whose send this answers cannot be known.
+                        warn!(?mrs, ?cause, "+CMGS that no command can claim; not used");
+                    }
+                    debug!(?cause, lines = ?lines.iter().map(|l| redact(l)).collect::<Vec<_>>(), "stale input drained");
+                }
+                Event::Desync { id, line } => {
+                    warn!(command = ?id, line = %redact(&line).escape_debug(), "a reply that cannot belong to the command in flight: resynchronising");
+                }
+                Event::Rebooted { line } => {
+                    warn!(line = %line.escape_debug(), "the modem announced a reboot");
+                    self.rebooted = Some(line);
+                }
                 Event::Unsolicited(l) => debug!(line = %l, "unsolicited line ignored"),
                 Event::Overflow { discarded } => {
                     warn!(discarded, "garbage on the line (wrong baud rate?)")
@@ -224,7 +321,9 @@ impl Actor {
                 Ok(port) => {
                     let mut s = Session {
                         port,
-                        engine: Engine::new(
+                        // Out of step until proven otherwise: whatever the port
+                        // holds may be a previous process's answers.
+                        engine: Engine::opened(
                             vendor::GENERIC.registry(),
                             EngineConfig {
                                 resync_timeout: self.cfg.timeouts.resync,
@@ -240,6 +339,9 @@ impl Actor {
                         buf: vec![0; 4096],
                         max_timeouts: self.cfg.max_consecutive_timeouts,
                         handed_over: HashSet::new(),
+                        stale_mrs: Vec::new(),
+                        rebooted: None,
+                        reports: None,
                     };
                     let end = self.session(&mut s).await;
                     if matches!(end, End::Reset(_)) {
@@ -270,6 +372,12 @@ impl Actor {
                 End::Reset(reason) => {
                     warn!(modem = %self.cfg.id, %reason, "resetting modem");
                     self.set_state(ModemState::Resetting, &reason);
+                }
+                End::Rebooted(reason) => {
+                    warn!(modem = %self.cfg.id, %reason, "modem restarted; initialising it again");
+                    self.set_state(ModemState::Initialising, &reason);
+                    backoff = self.cfg.reconnect_initial;
+                    continue;
                 }
                 End::Unusable(reason) => {
                     warn!(modem = %self.cfg.id, %reason, "modem cannot be used");
@@ -334,6 +442,14 @@ impl Actor {
             Ok(Err(reason)) => return End::Unusable(reason),
             Err(l) => return l.end(),
         }
+        // From here a boot line means the modem restarted under us.
+        s.engine.watch_reboots(true);
+        for mr in std::mem::take(&mut s.stale_mrs) {
+            let _ = self.events.send(ModemEvent::StaleSubmit {
+                modem: self.cfg.id.clone(),
+                mr,
+            });
+        }
         let mut health = tokio::time::interval_at(
             Instant::now() + self.cfg.health_interval,
             self.cfg.health_interval,
@@ -341,6 +457,15 @@ impl Actor {
         loop {
             if let Err(l) = self.handle_urcs(s).await {
                 return l.end();
+            }
+            if self.status.desyncs != s.engine.desyncs() {
+                self.status.desyncs = s.engine.desyncs();
+                metrics::counter!("smsgw_modem_desyncs_total", "modem" => self.cfg.id.clone())
+                    .increment(1);
+                self.publish();
+            }
+            if let Some(line) = s.rebooted.take() {
+                return End::Rebooted(format!("the modem announced a restart ({line})"));
             }
             if s.engine.consecutive_timeouts() >= self.cfg.max_consecutive_timeouts {
                 return End::Reset(format!(
@@ -381,13 +506,10 @@ impl Actor {
                 }
             }
             for mr in std::mem::take(&mut s.late_mrs) {
-                let _ = self
-                    .events
-                    .send(ModemEvent::LateSubmit {
-                        modem: self.cfg.id.clone(),
-                        mr,
-                    })
-                    .await;
+                let _ = self.events.send(ModemEvent::LateSubmit {
+                    modem: self.cfg.id.clone(),
+                    mr,
+                });
             }
         }
     }
@@ -396,32 +518,12 @@ impl Actor {
     /// cannot be used (PIN, SIM): not a reason to hammer it.
     async fn init(&mut self, s: &mut Session) -> Result<Result<(), String>, Lost> {
         let t = self.cfg.timeouts;
-        // Escape a prompt left by a crashed send, then let boot noise pass.
-        s.port
-            .write_all(b"\x1b\r")
-            .await
-            .map_err(|e| lost(format!("write failed: {e}")))?;
+        // The engine escapes a prompt left by a crashed send, drains what the port
+        // holds (a previous process's answers, boot noise) and synchronises on
+        // its marker before any command goes out.
         self.set_state(ModemState::Initialising, "probing");
-        let mut answered = false;
-        for _ in 0..5 {
-            match s
-                .exec(
-                    Command::new("AT")
-                        .numeric_finals()
-                        .timeout(Duration::from_secs(1)),
-                )
-                .await
-            {
-                Ok(Outcome::Response(_)) => {
-                    answered = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err((lost, _)) => return Err(lost),
-            }
-        }
-        if !answered {
-            return Ok(Err(format!("no answer to AT at {} baud", self.cfg.baud)));
+        if !s.synchronised(5).await? {
+            return Ok(Err(format!("no answer at {} baud", self.cfg.baud)));
         }
         // Echo off, verbose result codes, numeric errors.
         let _ = s
@@ -442,13 +544,7 @@ impl Actor {
             Some(v) => vendor::by_name(v).unwrap_or(vendor::GENERIC),
             None => vendor::detect(info.manufacturer.as_deref().unwrap_or("")),
         };
-        s.engine = Engine::new(
-            s.vendor.registry(),
-            EngineConfig {
-                resync_timeout: t.resync,
-                ..EngineConfig::default()
-            },
-        );
+        s.engine.set_registry(s.vendor.registry());
         info.vendor = Some(s.vendor.name.to_string());
         info.model = s
             .ok(Command::new("AT+CGMM").timeout(t.command))
@@ -517,25 +613,9 @@ impl Actor {
             s.read_mem = "SM".into();
             self.status.storage = parse::cpms(&l).and_then(|st| st.first());
         }
-        // New-message indications stored (+CMTI: survives a daemon crash), status
-        // reports routed (+CDS), falling back to stored reports (+CDSI), then none.
-        let mut routed = false;
-        for cnmi in [
-            "AT+CNMI=2,1,0,1,0",
-            "AT+CNMI=1,1,0,1,0",
-            "AT+CNMI=2,1,0,2,0",
-            "AT+CNMI=1,1,0,2,0",
-            "AT+CNMI=2,1,0,0,0",
-        ] {
-            if s.ok(Command::new(cnmi).timeout(t.command)).await?.is_ok() {
-                routed = true;
-                debug!(modem = %self.cfg.id, cnmi, "indications set");
-                break;
-            }
-        }
-        if !routed {
-            warn!(modem = %self.cfg.id, "modem refuses every AT+CNMI: incoming messages are found by polling only");
-        }
+        // New-message indications stored (+CMTI: survives a daemon crash); status
+        // reports stored too (+CDSI) where the family's storage works, else routed.
+        self.set_report_mode(s).await?;
         for cmd in self.cfg.init.clone() {
             if let Err(e) = s.ok(Command::new(cmd).timeout(t.command)).await? {
                 warn!(modem = %self.cfg.id, error = %e, "configured init command failed");
@@ -546,6 +626,90 @@ impl Actor {
         // before confirming them).
         self.read_stored(s).await?;
         Ok(Ok(()))
+    }
+
+    /// Chooses how status reports arrive (`<ds>`): stored first (read at every
+    /// start, deleted only once recorded: nothing is lost while smsgw restarts),
+    /// unless the vendor's profile says its storage is broken; the other as the
+    /// fallback; then none.
+    async fn set_report_mode(&mut self, s: &mut Session) -> Result<(), Lost> {
+        let t = self.cfg.timeouts;
+        let stored = ["AT+CNMI=2,1,0,2,0", "AT+CNMI=1,1,0,2,0"];
+        let routed = ["AT+CNMI=2,1,0,1,0", "AT+CNMI=1,1,0,1,0"];
+        let why_routed = s.vendor.route_reports;
+        let order: Vec<&str> = if why_routed.is_some() {
+            routed.iter().chain(stored.iter()).copied().collect()
+        } else {
+            stored.iter().chain(routed.iter()).copied().collect()
+        };
+        let mut mode = None;
+        for cnmi in order {
+            if s.ok(Command::new(cnmi).timeout(t.command)).await?.is_ok() {
+                debug!(modem = %self.cfg.id, cnmi, "indications set");
+                mode = Some(if cnmi.ends_with(",2,0") {
+                    ReportMode::Stored {
+                        mem: self.report_memory(s).await?,
+                    }
+                } else {
+                    ReportMode::Routed {
+                        why: why_routed
+                            .unwrap_or("the modem refused stored reports (<ds>=2)")
+                            .to_string(),
+                    }
+                });
+                break;
+            }
+        }
+        let mode = match mode {
+            Some(m) => m,
+            None => {
+                // <ds>=0: incoming messages still announced, no reports.
+                if s.ok(Command::new("AT+CNMI=2,1,0,0,0").timeout(t.command))
+                    .await?
+                    .is_err()
+                {
+                    warn!(modem = %self.cfg.id, "modem refuses every AT+CNMI: incoming messages are found by polling only");
+                }
+                ReportMode::None
+            }
+        };
+        if matches!(mode, ReportMode::Routed { .. }) {
+            info!(modem = %self.cfg.id, reports = %mode.describe(), "delivery reports");
+        }
+        s.reports = Some(mode.clone());
+        self.status.reports = Some(mode);
+        Ok(())
+    }
+
+    /// Leaves stored reports for routed ones (the report memory is full).
+    async fn route_reports_now(&mut self, s: &mut Session) -> Result<(), Lost> {
+        let t = self.cfg.timeouts.command;
+        let mut mode = ReportMode::None;
+        for cnmi in [
+            "AT+CNMI=2,1,0,1,0",
+            "AT+CNMI=1,1,0,1,0",
+            "AT+CNMI=2,1,0,0,0",
+        ] {
+            if s.ok(Command::new(cnmi).timeout(t)).await?.is_ok() {
+                if !cnmi.ends_with(",0,0") {
+                    mode = ReportMode::Routed {
+                        why: "the report memory was full".into(),
+                    };
+                }
+                break;
+            }
+        }
+        s.reports = Some(mode.clone());
+        self.status.reports = Some(mode);
+        self.publish();
+        Ok(())
+    }
+
+    /// Where stored reports go: SR where the modem has it, else the message memory.
+    async fn report_memory(&mut self, s: &mut Session) -> Result<String, Lost> {
+        let sr = self.use_mem(s, "SR").await?;
+        self.use_mem(s, "SM").await?;
+        Ok(if sr { "SR" } else { "SM" }.into())
     }
 
     async fn sim_ready(&mut self, s: &mut Session) -> Result<Result<(), String>, Lost> {
@@ -669,6 +833,7 @@ impl Actor {
                     let at = StoredAt {
                         mem: mem.to_string(),
                         index,
+                        pdu: stored.pdu.clone(),
                     };
                     self.emit_stored(&stored.pdu, stored.length, Some(at)).await;
                 }
@@ -710,7 +875,7 @@ impl Actor {
                 }
             }
         };
-        let _ = self.events.send(ev).await;
+        let _ = self.events.send(ev);
     }
 
     async fn handle_urcs(&mut self, s: &mut Session) -> Result<(), Lost> {
@@ -733,6 +898,7 @@ impl Actor {
                                 let at = StoredAt {
                                     mem: mem.clone(),
                                     index,
+                                    pdu: st.pdu.clone(),
                                 };
                                 self.emit_stored(&st.pdu, st.length, Some(at)).await;
                             }
@@ -761,14 +927,29 @@ impl Actor {
         Ok(())
     }
 
+    /// Deletes what the daemon recorded, only if the slot still holds it: a
+    /// repeated delete (the record retried, the message read again in a later
+    /// session) must not remove a newer message stored since at the same index.
     async fn delete(&mut self, s: &mut Session, at: &StoredAt) -> Result<Result<(), String>, Lost> {
         if !self.use_mem(s, &at.mem).await? {
             return Ok(Err(format!("memory {} not available", at.mem)));
         }
-        let r = s
-            .ok(Command::new(format!("AT+CMGD={}", at.index)).timeout(self.cfg.timeouts.command))
+        let t = self.cfg.timeouts.command;
+        let holds = match s
+            .ok(Command::new(format!("AT+CMGR={}", at.index)).timeout(t))
             .await?
-            .map(|_| ());
+        {
+            Ok(lines) => parse::cmgr(&lines).is_some_and(|st| same_pdu(&st.pdu, &at.pdu)),
+            Err(_) => false,
+        };
+        let r = if holds {
+            s.ok(Command::new(format!("AT+CMGD={}", at.index)).timeout(t))
+                .await?
+                .map(|_| ())
+        } else {
+            debug!(modem = %self.cfg.id, mem = %at.mem, index = at.index, "already deleted (or replaced by a newer message): not deleted again");
+            Ok(())
+        };
         if r.is_ok() {
             s.handed_over.remove(&(at.mem.clone(), at.index));
         }
@@ -780,7 +961,7 @@ impl Actor {
         &mut self,
         s: &mut Session,
         parts: Vec<pdu::EncodedPart>,
-        progress: Option<&tokio::sync::mpsc::UnboundedSender<PartSent>>,
+        progress: Option<&tokio::sync::mpsc::UnboundedSender<Progress>>,
     ) -> (SendReport, Option<Lost>) {
         let mut report = SendReport {
             sent: Vec::new(),
@@ -808,13 +989,34 @@ impl Actor {
             }
         }
         for part in parts {
-            let cmd = Command::send_pdu(part.cmgs_len, part.pdu)
+            let cmd = Command::send_pdu(part.cmgs_len, part.pdu.clone())
                 .prompt_timeout(t.send_prompt)
                 .timeout(t.send_result);
-            let (outcome, lost) = match s.exec(cmd).await {
+            let (mut outcome, mut lost) = match s.exec(cmd.clone()).await {
                 Ok(o) => (o, None),
                 Err((lost, o)) => (o, Some(lost)),
             };
+            if lost.is_none()
+                && memory_full(&outcome)
+                && matches!(s.reports, Some(ReportMode::Stored { .. }))
+            {
+                // The report memory is full (its reports wait for the database
+                // before they are deleted): route reports for the rest of this
+                // session so that sending goes on, and send the part again (the
+                // modem refused it: it did not go).
+                warn!(modem = %self.cfg.id, "report memory full: routing delivery reports until the modem is reopened");
+                if let Err(l) = self.route_reports_now(s).await {
+                    report.failure = Some(SendFailure {
+                        class: FailureClass::Modem,
+                        reason: l.0.clone(),
+                    });
+                    return (report, Some(l));
+                }
+                (outcome, lost) = match s.exec(cmd).await {
+                    Ok(o) => (o, None),
+                    Err((lost, o)) => (o, Some(lost)),
+                };
+            }
             match send_result(&outcome) {
                 SendResult::Sent { mr } => {
                     self.status.parts_sent += 1;
@@ -823,12 +1025,32 @@ impl Actor {
                         mr,
                         at: Utc::now(),
                     };
-                    // Told at once: the caller records an acknowledged part before
-                    // the next one goes, so a crash mid-message never resends it.
-                    if let Some(tx) = progress {
-                        let _ = tx.send(p.clone());
+                    report.sent.push(p.clone());
+                    // The caller records each acknowledged part (and moves the
+                    // row's marker to the next) before the next one goes: a crash
+                    // mid-message leaves at most one part in doubt, never an
+                    // acknowledged part unrecorded behind another.
+                    if let (Some(tx), None) = (progress, &lost) {
+                        let (go_on, answer) = tokio::sync::oneshot::channel();
+                        let verdict = if tx.send(Progress { part: p, go_on }).is_err() {
+                            Err("the dispatcher stopped listening".to_string())
+                        } else {
+                            match s.while_reading(answer).await {
+                                Ok(Ok(v)) => v,
+                                Ok(Err(_)) => Err("the dispatcher dropped the send".to_string()),
+                                Err(l) => {
+                                    lost = Some(l);
+                                    Ok(())
+                                }
+                            }
+                        };
+                        if let Err(why) = verdict {
+                            report.failure = Some(SendFailure {
+                                class: FailureClass::Modem,
+                                reason: format!("stopped after part {}: {why}", part.seq),
+                            });
+                        }
                     }
-                    report.sent.push(p);
                 }
                 SendResult::Failed(f) => {
                     self.status.sends_failed += 1;
@@ -855,6 +1077,18 @@ impl Lost {
             End::Lost(self.0)
         }
     }
+}
+
+/// `+CMS ERROR: 322` (memory full) for a send: the report memory is full.
+fn memory_full(o: &Outcome) -> bool {
+    matches!(o, Outcome::Response(r) if matches!(&r.result, Final::Cms(c) if c.number() == Some(322)))
+}
+
+/// Whether two reads of a slot hold the same PDU (SIM records may carry `FF`
+/// padding after the TPDU, and hex case may differ).
+fn same_pdu(a: &str, b: &str) -> bool {
+    let trim = |s: &str| s.trim_end_matches(['F', 'f']).to_ascii_uppercase();
+    trim(a) == trim(b)
 }
 
 fn open(cfg: &ModemConfig) -> Result<SerialStream, tokio_serial::Error> {

@@ -8,7 +8,9 @@
 //! - [`vendor`]: per-family handling as data.
 
 pub mod actor;
-pub mod vendor;
+
+/// The vendor profiles live beside the AT core (pure data).
+pub use crate::at::vendor;
 
 use crate::at::classify::{FailureClass, SendFailure};
 use crate::at::parse::{Registration, Signal};
@@ -19,7 +21,7 @@ use std::fmt;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use actor::spawn;
+pub use actor::{spawn, start};
 
 /// A secret that never prints (SIM PIN).
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -31,15 +33,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Serial flow control.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlowControl {
-    #[default]
-    None,
-    Hardware,
-    Software,
-}
+pub use crate::config::FlowControl;
 
 /// Timings of one modem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,18 +154,57 @@ pub struct ModemStatus {
     pub smsc: Option<String>,
     /// (used, total) of the message memory.
     pub storage: Option<(u32, u32)>,
+    /// How delivery reports reach smsgw on this modem, chosen at initialisation.
+    pub reports: Option<ReportMode>,
     /// Parts sent and sends failed since the actor started.
     pub parts_sent: u64,
     pub sends_failed: u64,
+    /// Replies that could not belong to their command (the line was out of step
+    /// and was resynchronised), since the actor started.
+    pub desyncs: u64,
     pub last_error: Option<String>,
+}
+
+/// How a modem hands over delivery reports (`AT+CNMI` `<ds>`), and what it risks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum ReportMode {
+    /// `<ds>=2`: stored in `mem` and announced with `+CDSI`; read at every start
+    /// and deleted only after its record commits. Nothing is lost across a
+    /// restart.
+    Stored { mem: String },
+    /// `<ds>=1`: routed to the port as `+CDS`. A report that arrives while no
+    /// smsgw listens (a restart, an upgrade, a modem reset) is lost.
+    Routed { why: String },
+    /// The modem takes no `<ds>` at all: no delivery reports.
+    None,
+}
+
+impl ReportMode {
+    /// One line for `smsgw status` and `smsgw doctor`: the mode and its risk.
+    pub fn describe(&self) -> String {
+        match self {
+            ReportMode::Stored { mem } => {
+                format!("stored in {mem} (+CDSI): kept on the modem across restarts")
+            }
+            ReportMode::Routed { why } => format!(
+                "routed (+CDS): a report arriving while smsgw is not running is lost ({why})"
+            ),
+            ReportMode::None => "none: the modem refuses every AT+CNMI <ds>".into(),
+        }
+    }
 }
 
 /// Where a message or report sits in the modem's memory until the daemon
 /// confirms it has recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StoredAt {
     pub mem: String,
     pub index: u32,
+    /// The PDU read there (hex). A delete first checks that the slot still holds
+    /// it: a repeated delete must never remove a newer message stored since at
+    /// the same index.
+    pub pdu: String,
 }
 
 /// Something a modem received.
@@ -196,6 +229,18 @@ pub enum ModemEvent {
     /// A `+CMGS: <mr>` that arrived after its send had timed out: the send with
     /// this outcome was not lost after all.
     LateSubmit { modem: String, mr: u8 },
+    /// A `+CMGS: <mr>` read while synchronising a port just opened: the answer to
+    /// the part a previous smsgw process had on the wire through this modem when
+    /// it died (the row's in-flight marker names it).
+    StaleSubmit { modem: String, mr: u8 },
+}
+
+/// One acknowledged part, and the caller's answer before the next part goes:
+/// `Ok` to carry on (the part is recorded, the row is still ours), or why to stop.
+#[derive(Debug)]
+pub struct Progress {
+    pub part: PartSent,
+    pub go_on: oneshot::Sender<Result<(), String>>,
 }
 
 /// One acknowledged part.
@@ -234,8 +279,9 @@ pub enum Request {
     Send {
         parts: Vec<EncodedPart>,
         reply: oneshot::Sender<SendReport>,
-        /// Each part, as soon as the network acknowledged it.
-        progress: Option<mpsc::UnboundedSender<PartSent>>,
+        /// Each part, as soon as the network acknowledged it; the next part
+        /// waits for the answer.
+        progress: Option<mpsc::UnboundedSender<Progress>>,
     },
     Delete {
         at: StoredAt,
@@ -262,11 +308,12 @@ impl ModemHandle {
     }
 
     /// As [`ModemHandle::send`], telling `progress` about each part the moment the
-    /// network acknowledged it.
+    /// network acknowledged it, and sending the next part only once `progress`
+    /// answers that it may (the part is recorded, the row still ours).
     pub async fn send_with_progress(
         &self,
         parts: Vec<EncodedPart>,
-        progress: Option<mpsc::UnboundedSender<PartSent>>,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
     ) -> SendReport {
         let (reply, rx) = oneshot::channel();
         let req = Request::Send {

@@ -5,10 +5,12 @@
 //! - [`profile`]: modem families' quirks as data (prompt, echo, noise, boot, errors).
 //! - [`model`]: the modem as a pure state machine with fault injection.
 //! - [`pty`]: runs a model on a real pseudo-terminal, with run-time controls.
+//! - [`spec`]: the `sim:PROFILE[:MIN-MAX]` device and latency syntax.
 
 pub mod model;
 pub mod profile;
 pub mod pty;
+pub mod spec;
 
 pub use model::{Faults, ReportOutcome, SimConfig, SimModem, Submitted};
 pub use pty::{spawn, Control, SimHandle};

@@ -46,6 +46,9 @@ pub struct Faults {
     /// Refuse `AT+CNMI` with `<ds>=1` (routed `+CDS`), as Qualcomm firmware does
     /// although `AT+CNMI=?` lists it: reports then come stored, with `+CDSI`.
     pub refuse_routed_reports: bool,
+    /// While the report memory is full, refuse sends that request a report with
+    /// `+CMS ERROR: 322` (memory full) until stored reports are deleted.
+    pub refuse_sends_when_report_memory_full: bool,
 }
 
 /// Configuration of one simulated modem.
@@ -70,6 +73,8 @@ pub struct SimConfig {
     /// First message reference (to test the 255 -> 0 wrap).
     pub first_mr: u8,
     pub memory_slots: usize,
+    /// Slots of the status report memory (`SR`).
+    pub report_slots: usize,
     /// Overrides the profile's noise period.
     pub noise_every: Option<Duration>,
     pub seed: u64,
@@ -94,6 +99,7 @@ impl SimConfig {
             rssi: 20,
             first_mr: 0,
             memory_slots: 30,
+            report_slots: 30,
             seed: 1,
         }
     }
@@ -171,6 +177,8 @@ pub struct SimModem {
     submitted: Vec<Submitted>,
     noise_index: usize,
     concat_ref: u8,
+    /// The empty view a broken report storage gives of SR.
+    unreadable: Vec<Option<Stored>>,
 }
 
 impl SimModem {
@@ -189,13 +197,14 @@ impl SimModem {
             mr: cfg.first_mr,
             read_mem: "SM".into(),
             sm: vec![None; cfg.memory_slots],
-            sr: vec![None; cfg.memory_slots],
+            sr: vec![None; cfg.report_slots],
             waiting: VecDeque::new(),
             due: Vec::new(),
             free_at: now,
             submitted: Vec::new(),
             noise_index: 0,
             concat_ref: 0,
+            unreadable: Vec::new(),
             rng: cfg.seed.max(1),
             input: Vec::new(),
             mode: Mode::Command,
@@ -485,6 +494,8 @@ impl SimModem {
                 self.ok()
             }
             "+CMGF=0" => self.ok(),
+            "+CSCS?" => "\r\n+CSCS: \"IRA\"\r\n\r\nOK\r\n".into(),
+            c if c.starts_with("+CSCS=") => self.ok(),
             "+CMGF=1" => "\r\nOK\r\n".into(),
             "+CGMI" => format!("\r\n{}\r\n\r\nOK\r\n", p.manufacturer),
             "+CGMM" => format!("\r\n{}\r\n\r\nOK\r\n", p.model),
@@ -691,11 +702,23 @@ impl SimModem {
     }
 
     fn mem_mut(&mut self) -> &mut Vec<Option<Stored>> {
-        if self.read_mem == "SR" {
+        if self.read_mem == "SR" && self.cfg.profile.report_storage_broken {
+            // What the firmware gives back for SR: nothing (the reports stay there).
+            &mut self.unreadable
+        } else if self.read_mem == "SR" {
             &mut self.sr
         } else {
             &mut self.sm
         }
+    }
+
+    fn report_memory_full(&self) -> bool {
+        let mem = if self.cfg.profile.report_mem == "SR" {
+            &self.sr
+        } else {
+            &self.sm
+        };
+        mem.iter().all(Option::is_some)
     }
 
     fn usage(&self) -> (usize, usize) {
@@ -736,6 +759,13 @@ impl SimModem {
         }
         if !self.registered {
             return self.respond(now, Duration::from_millis(5), self.cms(331));
+        }
+        if self.cfg.faults.refuse_sends_when_report_memory_full
+            && submit.status_report_request
+            && self.ds == 2
+            && self.report_memory_full()
+        {
+            return self.respond(now, Duration::from_millis(5), self.cms(322));
         }
         let to = submit.destination.number.clone();
         if let Some(&(_, code)) = self
@@ -832,9 +862,16 @@ impl SimModem {
                 } else {
                     &mut self.sm
                 };
+                // A full memory loses the report.
                 let i = mem.iter().position(Option::is_none)?;
                 mem[i] = Some(Stored { stat: 0, pdu });
-                Some(self.urc(&format!("+CDSI: \"{mem_name}\",{i}")))
+                // Quectel EC25/EG25 keep it in SR but announce "SM".
+                let announced = if self.cfg.profile.report_storage_broken {
+                    "SM"
+                } else {
+                    mem_name
+                };
+                Some(self.urc(&format!("+CDSI: \"{announced}\",{i}")))
             }
             _ => None,
         }

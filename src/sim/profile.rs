@@ -35,6 +35,10 @@ pub struct Profile {
     pub cds_leading_comma: bool,
     /// Echo the PDU back, cut by CR LF every 32 characters (Huawei).
     pub echo_pdu_chunks: bool,
+    /// Stored status reports cannot be read back: kept in SR, announced as
+    /// `+CDSI: "SM",<i>`, and SR reads give nothing (Quectel EC25/EG25:
+    /// asterisk-chan-quectel PR #75, Quectel's forum).
+    pub report_storage_broken: bool,
 }
 
 const GENERIC: Profile = Profile {
@@ -55,6 +59,7 @@ const GENERIC: Profile = Profile {
     report_mem: "SM",
     cds_leading_comma: false,
     echo_pdu_chunks: false,
+    report_storage_broken: false,
 };
 
 /// Every built-in profile.
@@ -117,6 +122,7 @@ pub const PROFILES: &[Profile] = &[
         ],
         sim_busy: Duration::from_secs(2),
         report_mem: "SR",
+        report_storage_broken: true,
         ..GENERIC
     },
     Profile {
@@ -128,7 +134,8 @@ pub const PROFILES: &[Profile] = &[
         boot_lines: &["+WIND: 1", "+WIND: 3", "+WIND: 4"],
         sim_busy: Duration::from_secs(2),
         busy_code: 515,
-        noise: &["+WIND: 7", "+WIND: 4"],
+        // +WIND: 4 (ready for all commands) follows a boot: not periodic noise.
+        noise: &["+WIND: 7", "+WIND: 8"],
         noise_every: Some(Duration::from_secs(30)),
         ..GENERIC
     },

@@ -2,606 +2,41 @@
 //! the outcome back), the parts sent per message, the inbox and the opt-out list,
 //! on SQLite (embedded default), PostgreSQL or MySQL/MariaDB.
 //!
-//! One [`Store`] with a module per backend, each with its own SQL and migrations
-//! (`migrations/<backend>/`, embedded in the binary): `sqlx::Any` cannot read
-//! timestamps nor translate placeholders. Shared, pure logic lives here: the
-//! lifecycle ([`State`]), what each [`Completion`] writes ([`Transition`]), and the
-//! validation of rows written by other systems ([`contract`]).
+//! - [`model`]: the domain without SQL: states and who moves them, what each
+//!   outcome writes, delivery roll-up, settling a dead holder's rows.
+//! - [`number`]: phone numbers compared in E.164 form.
+//! - [`contract`]: the outbox contract's rules for rows other systems write.
+//! - `sql`: the backend contract ([`sql::Dialect`]) and every operation's SQL,
+//!   written once for the three backends.
+//! - `ts`: times in the database, one type for the three backends.
+//! - `sqlite`, `postgres`, `mysql`: what each dialect does its own way (claims,
+//!   inserts that ignore repeats, clocks, reading another system's values) and
+//!   its migrations (`migrations/<backend>/`, embedded in the binary).
 //!
-//! Claims take a lease: a claimed row is `sending`, held by one owner until a time.
-//! Every later write to it is guarded by "still `sending` and held by me", so a late
-//! or restarted worker cannot overwrite a row that was rescued and reclaimed.
-//! Parts acknowledged by the network are recorded unguarded: they are facts, and
-//! they must never be sent again.
+//! Claims take a lease: a claimed row is `sending`, held by one owner until a time
+//! on the database's clock. Every later write to it is guarded by "still `sending`
+//! and held by me", so a late or restarted worker cannot overwrite a row that was
+//! settled and reclaimed. Parts acknowledged by the network are recorded
+//! unguarded: they are facts, and they must never be sent again.
 
 pub mod contract;
+pub mod model;
 mod mysql;
+pub mod number;
 mod postgres;
+pub mod sql;
 mod sqlite;
+pub mod ts;
+
+pub use model::*;
+pub use number::Numbering;
+pub use sql::FragmentOutcome;
+pub use ts::{parse_time, time_text};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use sql::Sql;
+use sqlx::{MySql, Postgres, Sqlite};
 use std::time::Duration;
-
-/// The lifecycle of an outbox row. Each state says which component moves a row out of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Inserted by another system (the default). Left by a claim (-> `sending`), or by
-    /// an operator (`cancelled`).
-    Queued,
-    /// Claimed by one smsgw instance under a lease. Left when that instance completes it,
-    /// or by the rescuer when the lease expires (-> `retrying`, or `ambiguous` if a part
-    /// was on the wire).
-    Sending,
-    /// A temporary failure; claimable again at `due_at`.
-    Retrying,
-    /// Every part accepted by the network (`delivery` follows separately). Final.
-    Sent,
-    /// A permanent failure, or attempts exhausted. Final.
-    Failed,
-    /// `expires_at` passed before it could be sent. Final.
-    Expired,
-    /// Cancelled by an operator or the inserting system. Final.
-    Cancelled,
-    /// The row is invalid (recipient, body, size, times); `last_error` says why. Final.
-    Rejected,
-    /// Not sent by policy (the recipient opted out). Final.
-    Suppressed,
-    /// A part may have reached the network without confirmation. Waits for an
-    /// operator or the configured policy (release to resend the unconfirmed parts, or fail).
-    Ambiguous,
-}
-
-impl State {
-    pub const ALL: [State; 10] = [
-        State::Queued,
-        State::Sending,
-        State::Retrying,
-        State::Sent,
-        State::Failed,
-        State::Expired,
-        State::Cancelled,
-        State::Rejected,
-        State::Suppressed,
-        State::Ambiguous,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Queued => "queued",
-            State::Sending => "sending",
-            State::Retrying => "retrying",
-            State::Sent => "sent",
-            State::Failed => "failed",
-            State::Expired => "expired",
-            State::Cancelled => "cancelled",
-            State::Rejected => "rejected",
-            State::Suppressed => "suppressed",
-            State::Ambiguous => "ambiguous",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
-
-/// Delivery, separate from the lifecycle: what the status reports said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Delivery {
-    /// No report requested, or not sent.
-    None,
-    /// Sent with a report requested; waiting.
-    Pending,
-    Delivered,
-    Failed,
-    /// Reports did not arrive in time.
-    Unknown,
-}
-
-impl Delivery {
-    /// A sent part's or message's delivery before any report: `pending` when a
-    /// report was requested, else `none`.
-    pub fn initial(report_requested: bool) -> Delivery {
-        if report_requested {
-            Delivery::Pending
-        } else {
-            Delivery::None
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Delivery::None => "none",
-            Delivery::Pending => "pending",
-            Delivery::Delivered => "delivered",
-            Delivery::Failed => "failed",
-            Delivery::Unknown => "unknown",
-        }
-    }
-}
-
-/// Row decoding shared by the backends that read timestamps natively
-/// (PostgreSQL, MySQL); SQLite keeps times as text and decodes its own.
-pub(crate) mod native {
-    use super::{delivery_from, Fragment, OutboxRow, PartRecord, Result};
-    use chrono::{DateTime, Utc};
-    use sqlx::{ColumnIndex, Decode, Row, Type};
-
-    pub fn outbox_row<R>(r: &R) -> Result<OutboxRow>
-    where
-        R: Row,
-        for<'a> &'a str: ColumnIndex<R>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-    {
-        Ok(OutboxRow {
-            id: r.try_get("id")?,
-            recipient: r.try_get("recipient")?,
-            category: r.try_get("category")?,
-            priority: r.try_get("priority")?,
-            state: r.try_get("state")?,
-            delivery: r.try_get("delivery")?,
-            attempts: r.try_get("attempts")?,
-            last_error: r.try_get("last_error")?,
-            modem: r.try_get("modem")?,
-            parts_total: r.try_get("parts_total")?,
-            sent_at: r.try_get("sent_at")?,
-            lease_owner: r.try_get("lease_owner")?,
-            external_ref: r.try_get("external_ref")?,
-        })
-    }
-
-    pub fn part_record<R>(r: &R) -> Result<PartRecord>
-    where
-        R: Row,
-        for<'a> &'a str: ColumnIndex<R>,
-        for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-    {
-        Ok(PartRecord {
-            seq: r.try_get("seq")?,
-            total: r.try_get("total")?,
-            modem: r.try_get("modem")?,
-            recipient: r.try_get("recipient")?,
-            mr: r.try_get::<Option<i32>, _>("mr")?.map(|m| m as u8),
-            submitted_at: r.try_get("submitted_at")?,
-            status: delivery_from(&r.try_get::<String, _>("status")?),
-        })
-    }
-
-    /// A row of `inbox_fragments` with its id.
-    pub fn fragment<R>(r: &R) -> Result<(i64, Fragment)>
-    where
-        R: Row,
-        for<'a> &'a str: ColumnIndex<R>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-    {
-        Ok((
-            r.try_get("id")?,
-            Fragment {
-                modem: r.try_get("modem")?,
-                sender: r.try_get("sender")?,
-                concat_ref: r.try_get("concat_ref")?,
-                total: r.try_get("total")?,
-                seq: r.try_get("seq")?,
-                body: r.try_get("body")?,
-                received_at: r.try_get("received_at")?,
-            },
-        ))
-    }
-}
-
-/// Reads a delivery status column (unknown values read as `unknown`).
-pub(crate) fn delivery_from(s: &str) -> Delivery {
-    match s {
-        "none" => Delivery::None,
-        "pending" => Delivery::Pending,
-        "delivered" => Delivery::Delivered,
-        "failed" => Delivery::Failed,
-        _ => Delivery::Unknown,
-    }
-}
-
-/// A message to queue (the `smsgw enqueue` command and tests; other systems INSERT directly).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NewMessage {
-    pub recipient: Option<String>,
-    pub body: Option<String>,
-    pub category: Option<String>,
-    pub priority: i32,
-    pub send_at: Option<DateTime<Utc>>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub dedupe_key: Option<String>,
-    pub modem_group: Option<String>,
-    pub request_report: bool,
-    pub flash: bool,
-    pub external_ref: Option<String>,
-}
-
-impl NewMessage {
-    pub fn new(recipient: &str, body: &str) -> NewMessage {
-        NewMessage {
-            recipient: Some(recipient.into()),
-            body: Some(body.into()),
-            request_report: true,
-            ..Default::default()
-        }
-    }
-}
-
-/// The result of [`Store::enqueue`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Enqueued {
-    pub id: i64,
-    /// The dedupe key was already used: no new row, `id` is the existing one.
-    pub duplicate: bool,
-}
-
-/// A claimed row: what the dispatcher needs to validate, route and send it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Claimed {
-    pub id: i64,
-    pub recipient: Option<String>,
-    pub body: Option<String>,
-    pub category: String,
-    pub priority: i32,
-    /// As written; for SQLite, text that may not parse (then the row is rejected).
-    pub send_at: Option<String>,
-    pub expires_at: Option<String>,
-    pub modem_group: Option<String>,
-    pub request_report: bool,
-    pub flash: bool,
-    pub attempts: i32,
-    pub due_at: DateTime<Utc>,
-    pub lease_until: DateTime<Utc>,
-    /// Sequence numbers of parts already accepted by the network (never resend them).
-    pub parts_done: Vec<i32>,
-}
-
-/// A part the network accepted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct PartRecord {
-    pub seq: i32,
-    pub total: i32,
-    pub modem: String,
-    pub recipient: String,
-    pub mr: Option<u8>,
-    pub submitted_at: DateTime<Utc>,
-    /// `pending` when a report was requested, else `none`.
-    pub status: Delivery,
-}
-
-/// How a claimed row ends (or goes back).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    Sent {
-        modem: String,
-        parts_total: i32,
-        report_requested: bool,
-    },
-    /// A temporary failure: claimable again at `due`; `count_attempt` false for
-    /// failures that were not this message's fault (modem problems).
-    Retry {
-        error: String,
-        due: DateTime<Utc>,
-        count_attempt: bool,
-    },
-    Failed {
-        error: String,
-    },
-    Ambiguous {
-        error: String,
-    },
-    Rejected {
-        error: String,
-    },
-    Expired,
-    Suppressed {
-        reason: String,
-    },
-    /// Back to the queue unharmed (quiet hours, no modem capacity), due at `due`.
-    Release {
-        due: DateTime<Utc>,
-    },
-}
-
-/// The columns a [`Completion`] writes: shared by every backend, so the
-/// lifecycle is defined once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transition {
-    pub state: State,
-    pub error: Option<String>,
-    pub attempt_increment: i32,
-    pub due: Option<DateTime<Utc>>,
-    pub sent: bool,
-    pub modem: Option<String>,
-    pub parts_total: Option<i32>,
-    pub delivery: Option<Delivery>,
-}
-
-impl Completion {
-    pub fn transition(&self) -> Transition {
-        let base = |state| Transition {
-            state,
-            error: None,
-            attempt_increment: 0,
-            due: None,
-            sent: false,
-            modem: None,
-            parts_total: None,
-            delivery: None,
-        };
-        match self {
-            Completion::Sent {
-                modem,
-                parts_total,
-                report_requested,
-            } => Transition {
-                attempt_increment: 1,
-                sent: true,
-                modem: Some(modem.clone()),
-                parts_total: Some(*parts_total),
-                delivery: Some(Delivery::initial(*report_requested)),
-                ..base(State::Sent)
-            },
-            Completion::Retry {
-                error,
-                due,
-                count_attempt,
-            } => Transition {
-                error: Some(error.clone()),
-                attempt_increment: i32::from(*count_attempt),
-                due: Some(*due),
-                ..base(State::Retrying)
-            },
-            Completion::Failed { error } => Transition {
-                error: Some(error.clone()),
-                attempt_increment: 1,
-                ..base(State::Failed)
-            },
-            Completion::Ambiguous { error } => Transition {
-                error: Some(error.clone()),
-                attempt_increment: 1,
-                ..base(State::Ambiguous)
-            },
-            Completion::Rejected { error } => Transition {
-                error: Some(error.clone()),
-                ..base(State::Rejected)
-            },
-            Completion::Expired => Transition {
-                error: Some("expired before it could be sent".into()),
-                ..base(State::Expired)
-            },
-            Completion::Suppressed { reason } => Transition {
-                error: Some(reason.clone()),
-                ..base(State::Suppressed)
-            },
-            Completion::Release { due } => Transition {
-                due: Some(*due),
-                ..base(State::Queued)
-            },
-        }
-    }
-}
-
-/// An outbox row as a caller reads it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub recipient: Option<String>,
-    pub category: String,
-    pub priority: i32,
-    pub state: String,
-    pub delivery: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub modem: Option<String>,
-    pub parts_total: Option<i32>,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub lease_owner: Option<String>,
-    pub external_ref: Option<String>,
-}
-
-/// What an operator may do to one message (the status socket's control requests).
-/// Each action moves a row only out of the states listed by [`OperatorAction::from`]:
-/// a message being sent, or already final, is never touched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperatorAction {
-    /// One more attempt now, for a failed, expired, cancelled or ambiguous message
-    /// (parts the network acknowledged are not sent again).
-    Retry,
-    /// Never send a message that is still waiting (queued, retrying, ambiguous).
-    Cancel,
-    /// An ambiguous message: send the unconfirmed parts again.
-    ReleaseResend,
-    /// An ambiguous message: give up on it (`failed`).
-    ReleaseFail,
-}
-
-impl OperatorAction {
-    /// The states the action applies to (padded to four for one fixed statement).
-    pub fn from(self) -> [State; 4] {
-        use State::*;
-        match self {
-            OperatorAction::Retry => [Failed, Expired, Cancelled, Ambiguous],
-            OperatorAction::Cancel => [Queued, Retrying, Ambiguous, Ambiguous],
-            OperatorAction::ReleaseResend | OperatorAction::ReleaseFail => [Ambiguous; 4],
-        }
-    }
-
-    pub fn to(self) -> State {
-        match self {
-            OperatorAction::Retry | OperatorAction::ReleaseResend => State::Retrying,
-            OperatorAction::Cancel => State::Cancelled,
-            OperatorAction::ReleaseFail => State::Failed,
-        }
-    }
-
-    /// Written to `last_error` when the action leaves the row final, so the row says who closed it.
-    pub fn note(self) -> Option<&'static str> {
-        match self {
-            OperatorAction::Cancel => Some("cancelled by an operator"),
-            OperatorAction::ReleaseFail => Some("ambiguous send marked failed by an operator"),
-            _ => None,
-        }
-    }
-}
-
-/// Recent activity, for the queue view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Activity {
-    pub sent_last_hour: i64,
-    pub delivered_last_hour: i64,
-    /// The message that has waited longest among those due now: id and due time.
-    pub oldest_due: Option<(i64, DateTime<Utc>)>,
-}
-
-/// An incoming message, reassembled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InboxMessage {
-    pub modem: String,
-    pub sender: String,
-    pub body: String,
-    /// Parts the message announced.
-    pub parts: i32,
-    /// Of those, how many never arrived (see [`join_fragments`]); 0 for a whole message.
-    pub missing_parts: i32,
-    pub received_at: DateTime<Utc>,
-    pub opt_out: bool,
-}
-
-impl InboxMessage {
-    /// Identifies the same message read twice (a restart before its deletion).
-    pub fn fingerprint(&self) -> String {
-        // FNV-1a over the identifying fields: stable across versions and platforms.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for field in [
-            self.modem.as_str(),
-            self.sender.as_str(),
-            &self.received_at.to_rfc3339(),
-            &self.body,
-        ] {
-            for b in field.bytes().chain([0xFF]) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        format!("{h:016x}-{}", self.body.chars().count())
-    }
-}
-
-/// One part of a concatenated incoming message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Fragment {
-    pub modem: String,
-    pub sender: String,
-    pub concat_ref: i32,
-    pub total: i32,
-    pub seq: i32,
-    pub body: String,
-    pub received_at: DateTime<Utc>,
-}
-
-/// The parts of one incoming message that have waited too long for the rest
-/// (see [`Store::stale_fragments`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleFragments {
-    /// Their rows in `inbox_fragments`, to delete once the message is stored.
-    pub ids: Vec<i64>,
-    /// In part order.
-    pub fragments: Vec<Fragment>,
-}
-
-/// The marker written where a part of an incoming message is missing.
-pub const MISSING_PART: &str = "[…]";
-
-/// The text of a concatenated message from its parts (in any order, repeats
-/// ignored), with [`MISSING_PART`] for each part of `1..=total` that never arrived;
-/// and how many are missing.
-pub fn join_fragments(total: i32, fragments: &[Fragment]) -> (String, i32) {
-    let mut body = String::new();
-    let mut missing = 0;
-    for seq in 1..=total.max(1) {
-        match fragments.iter().find(|f| f.seq == seq) {
-            Some(f) => body.push_str(&f.body),
-            None => {
-                body.push_str(MISSING_PART);
-                missing += 1;
-            }
-        }
-    }
-    (body, missing)
-}
-
-/// A delivery report to apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportUpdate {
-    pub modem: String,
-    pub mr: u8,
-    pub recipient: String,
-    /// Only parts submitted after this are candidates (the matching window).
-    pub since: DateTime<Utc>,
-    pub tp_status: u8,
-    /// `pending` for "still trying", `delivered` or `failed` when final.
-    pub status: Delivery,
-    pub report_at: DateTime<Utc>,
-    pub discharge_at: DateTime<Utc>,
-}
-
-/// Whether two numbers are the same subscriber: equal digits, or one the national
-/// form of the other (`+8613800138000` and `13800138000`): the last 8+ digits agree.
-pub fn same_number(a: &str, b: &str) -> bool {
-    let da: String = a.chars().filter(char::is_ascii_digit).collect();
-    let db: String = b.chars().filter(char::is_ascii_digit).collect();
-    if da == db {
-        return true;
-    }
-    let (short, long) = if da.len() <= db.len() {
-        (&da, &db)
-    } else {
-        (&db, &da)
-    };
-    short.len() >= 8 && long.ends_with(short.trim_start_matches('0'))
-}
-
-/// A message's delivery from its recorded parts (status, parts announced):
-/// `failed` when any part failed, `delivered` only when every part of the message
-/// is recorded and delivered (part 1 delivered while part 2 waits to be sent is
-/// still `pending`), else `pending`.
-///
-/// A `sent` completion never turns a `delivered` or `failed` row back to `pending`
-/// (the SQL guards it): a report can be handled before the completion is written,
-/// when the part was recorded as the modem acknowledged it.
-pub fn roll_up(parts: &[(Delivery, i32)]) -> Delivery {
-    let total = parts.iter().map(|(_, t)| *t).max().unwrap_or(1).max(1);
-    if parts.iter().any(|(s, _)| *s == Delivery::Failed) {
-        Delivery::Failed
-    } else if parts.len() >= total as usize && parts.iter().all(|(s, _)| *s == Delivery::Delivered)
-    {
-        Delivery::Delivered
-    } else {
-        Delivery::Pending
-    }
-}
-
-/// What the rescuer did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Rescued {
-    /// Returned to `retrying` (nothing was on the wire).
-    pub retrying: u64,
-    /// Held as `ambiguous` (a part was on the wire when the holder vanished).
-    pub ambiguous: u64,
-}
 
 /// Store errors callers branch on.
 #[derive(Debug, thiserror::Error)]
@@ -621,22 +56,41 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("bad timestamp {0:?} in the database")]
+    #[error("bad value in the database: {0}")]
     Time(String),
 }
 
 impl StoreError {
-    /// The database may come back (restart, network blip): retry with backoff.
+    /// The database may come back (restart, network blip, a lock or deadlock
+    /// that a retry gets past): retry with backoff. Anything else (a constraint,
+    /// a syntax error, a value the code cannot read) fails the same way again.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
-            StoreError::Database(e) => matches!(
-                e,
+            StoreError::Database(e) => match e {
                 sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Protocol(_)
-            ),
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(d) => {
+                    let code = d.code().unwrap_or_default();
+                    // PostgreSQL: connection (08), insufficient resources (53),
+                    // operator intervention (57: shutdown, restart), serialisation and
+                    // deadlock (40). MySQL: deadlock/lock wait (40001, HY000 1205),
+                    // server gone. SQLite: busy/locked (5, 6, 261, 517).
+                    code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57")
+                        || code.starts_with("40")
+                        || matches!(
+                            code.as_ref(),
+                            "5" | "6" | "261" | "517" | "1205" | "2006" | "2013"
+                        )
+                }
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -658,63 +112,128 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The store on one of the three backends.
-#[derive(Debug, Clone)]
-pub enum Store {
-    Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PgStore),
-    Mysql(mysql::MySqlStore),
+/// Claim order: priority, then due time, then id.
+pub(crate) fn claim_order(rows: &mut [Claimed]) {
+    rows.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.due_at.cmp(&b.due_at))
+            .then(a.id.cmp(&b.id))
+    });
 }
 
-/// Calls the same method on whichever backend this is.
-macro_rules! dispatch {
+/// The database's half of "one live process per identity": a session that holds
+/// the instance's lock for as long as it lives (a killed process's session ends,
+/// and the lock with it). SQLite has none: the file lock in the state directory is it.
+#[derive(Debug)]
+pub enum InstanceLock {
+    None,
+    Postgres(sqlx::PgConnection),
+    Mysql(sqlx::MySqlConnection),
+}
+
+impl InstanceLock {
+    /// Whether the session (and so the lock) is still there.
+    pub async fn alive(&mut self) -> bool {
+        use sqlx::Connection;
+        match self {
+            InstanceLock::None => true,
+            InstanceLock::Postgres(c) => c.ping().await.is_ok(),
+            InstanceLock::Mysql(c) => c.ping().await.is_ok(),
+        }
+    }
+}
+
+/// One of the three backends.
+#[derive(Debug, Clone)]
+enum Db {
+    Sqlite(Sql<Sqlite>),
+    Postgres(Sql<Postgres>),
+    Mysql(Sql<MySql>),
+}
+
+/// The store on one of the three backends: the operations the dispatcher, the
+/// status socket and the command line use. One conformance suite
+/// (`tests/it/store.rs`) runs it against all three.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+    numbers: Numbering,
+}
+
+/// Calls the same operation on whichever backend this is.
+macro_rules! on_db {
     ($self:ident . $m:ident ( $($a:expr),* )) => {
-        match $self {
-            Store::Sqlite(s) => s.$m($($a),*).await,
-            Store::Postgres(s) => s.$m($($a),*).await,
-            Store::Mysql(s) => s.$m($($a),*).await,
+        match &$self.db {
+            Db::Sqlite(s) => s.$m($($a),*).await,
+            Db::Postgres(s) => s.$m($($a),*).await,
+            Db::Mysql(s) => s.$m($($a),*).await,
         }
     };
+}
+
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::minutes(10))
 }
 
 impl Store {
     /// Connects by url (`sqlite:///var/lib/smsgw/smsgw.db`, `postgres://...`, `mysql://...`).
     pub async fn connect(url: &str) -> Result<Store> {
-        if url.starts_with("sqlite:") {
-            Ok(Store::Sqlite(sqlite::SqliteStore::connect(url).await?))
+        let db = if url.starts_with("sqlite:") {
+            Db::Sqlite(Sql::<Sqlite>::connect(url).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
+            Db::Postgres(Sql::<Postgres>::connect(url).await?)
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            Ok(Store::Mysql(mysql::MySqlStore::connect(url).await?))
+            Db::Mysql(Sql::<MySql>::connect(url).await?)
         } else {
-            Err(StoreError::UnknownScheme(redact_url(url)))
-        }
+            return Err(StoreError::UnknownScheme(redact_url(url)));
+        };
+        Ok(Store {
+            db,
+            numbers: Numbering::default(),
+        })
+    }
+
+    /// How numbers without a country code are read (`[numbers]`).
+    pub fn with_numbering(mut self, n: Numbering) -> Store {
+        self.numbers = n;
+        self
+    }
+
+    pub fn numbering(&self) -> &Numbering {
+        &self.numbers
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
-            Store::Mysql(_) => "mysql",
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+            Db::Mysql(_) => "mysql",
         }
     }
 
     /// Applies the embedded migrations that have not run yet (never drops anything).
     pub async fn migrate(&self) -> Result<()> {
-        dispatch!(self.migrate())
+        on_db!(self.migrate())
     }
 
     /// Answers when the database does.
     pub async fn ping(&self) -> Result<()> {
-        dispatch!(self.ping())
+        on_db!(self.ping())
+    }
+
+    /// The database's clock.
+    pub async fn db_now(&self) -> Result<DateTime<Utc>> {
+        on_db!(self.db_now())
     }
 
     pub async fn enqueue(&self, m: &NewMessage) -> Result<Enqueued> {
-        dispatch!(self.enqueue(m))
+        on_db!(self.enqueue(m))
     }
 
     /// Claims up to `limit` due rows, highest priority first, then earliest due,
-    /// then oldest, leasing them to `owner` until `now + lease`.
+    /// then oldest, leasing them to `owner` until `now + lease`. `now` is the
+    /// database's clock (see [`Store::db_now`]).
     pub async fn claim(
         &self,
         owner: &str,
@@ -722,9 +241,8 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>> {
-        let until = now
-            + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::minutes(10));
-        dispatch!(self.claim(owner, limit, until, now, None))
+        let until = lease_end(now, lease);
+        on_db!(self.claim(owner, limit, until, now, None))
     }
 
     /// As [`Store::claim`], restricted to rows of `categories`, one category after
@@ -739,23 +257,21 @@ impl Store {
         now: DateTime<Utc>,
         categories: &[String],
     ) -> Result<Vec<Claimed>> {
-        let until = now
-            + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::minutes(10));
+        let until = lease_end(now, lease);
         let mut out = Vec::new();
         for c in categories {
             let left = limit.saturating_sub(out.len() as u32);
             if left == 0 {
                 break;
             }
-            let got: Vec<Claimed> =
-                dispatch!(self.claim(owner, left, until, now, Some(c.as_str())))?;
+            let got: Vec<Claimed> = on_db!(self.claim(owner, left, until, now, Some(c.as_str())))?;
             out.extend(got);
         }
         Ok(out)
     }
 
     /// Marks which part is about to go on the wire (`None` after its outcome is
-    /// known). If the holder dies meanwhile, the rescuer holds the row as ambiguous.
+    /// known). If the holder dies meanwhile, settling holds the row as ambiguous.
     /// False when `owner` no longer holds the row.
     pub async fn set_inflight(
         &self,
@@ -764,13 +280,51 @@ impl Store {
         seq: Option<i32>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool> {
-        dispatch!(self.set_inflight(owner, id, seq, lease_until))
+        on_db!(self.set_inflight(owner, id, seq, lease_until))
+    }
+
+    /// Hands a claimed row to `modem` before its part `seq` goes on the wire: the
+    /// marker, the modem, the message's parts and a renewed lease, so a restarted
+    /// instance knows what was on which modem. False when `owner` no longer holds
+    /// it: then nothing may be sent.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn hand_over(
+        &self,
+        owner: &str,
+        id: i64,
+        seq: i32,
+        modem: &str,
+        parts_total: i32,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        on_db!(self.hand_over(owner, id, seq, modem, parts_total, lease_until, now))
+    }
+
+    /// Records an acknowledged part and moves the marker to `next` with a renewed
+    /// lease, in one transaction. False when the row is no longer `owner`'s: the
+    /// send must stop before the next part.
+    pub async fn part_acknowledged(
+        &self,
+        owner: &str,
+        id: i64,
+        part: &PartRecord,
+        next: Option<i32>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        on_db!(self.part_acknowledged(owner, id, part, next, lease_until))
+    }
+
+    /// Renews the leases of every row `owner` holds (a part may be on the wire
+    /// for minutes); how many.
+    pub async fn renew_leases(&self, owner: &str, lease_until: DateTime<Utc>) -> Result<u64> {
+        on_db!(self.renew_leases(owner, lease_until))
     }
 
     /// Records a part the network accepted. Unguarded: it happened whoever holds
     /// the row now. Recording the same part twice is a no-op.
     pub async fn record_part(&self, id: i64, part: &PartRecord) -> Result<()> {
-        dispatch!(self.record_part(id, part))
+        on_db!(self.record_part(id, part))
     }
 
     /// Completes a claimed row. False (and nothing written) when `owner` no longer holds it.
@@ -782,42 +336,48 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let t = c.transition();
-        dispatch!(self.complete(owner, id, &t, now))
+        on_db!(self.complete(owner, id, &t, now))
     }
 
-    /// Returns rows whose lease expired: to `retrying`, or `ambiguous` when a part
-    /// was on the wire.
+    /// Settles the rows a previous process with this identity left `sending`
+    /// (run at start, before anything is dispatched): nothing on the wire -> queued
+    /// again at once; every part recorded -> `sent`; a part on the wire ->
+    /// `ambiguous` (a late `+CMGS` may still resolve it).
+    pub async fn settle_predecessor(&self, owner: &str, now: DateTime<Utc>) -> Result<Rescued> {
+        on_db!(self.settle(Some(owner), now))
+    }
+
+    /// Settles rows whose lease expired before `now` (their holder died, or
+    /// another instance did), as [`Store::settle_predecessor`] does.
     pub async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Rescued> {
-        dispatch!(self.rescue_expired(now))
+        on_db!(self.settle(None, now))
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<OutboxRow>> {
-        dispatch!(self.get(id))
+        on_db!(self.get(id))
     }
 
     pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
-        dispatch!(self.parts(id))
+        on_db!(self.parts(id))
     }
 
     /// Rows per (state, category).
     pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
-        dispatch!(self.counts())
+        on_db!(self.counts())
     }
 
     /// Messages to `recipient` in any of its forms, newest first (at most 20).
     pub async fn find_recipient(&self, recipient: &str) -> Result<Vec<OutboxRow>> {
-        let digits: String = recipient.chars().filter(char::is_ascii_digit).collect();
-        if digits.is_empty() {
+        let Some(pattern) = number::like_pattern(recipient) else {
             return Ok(Vec::new());
-        }
-        let tail = &digits[digits.len().saturating_sub(8)..];
-        let rows: Vec<OutboxRow> = dispatch!(self.recipient_like(&format!("%{tail}")))?;
+        };
+        let rows: Vec<OutboxRow> = on_db!(self.recipient_like(&pattern))?;
         Ok(rows
             .into_iter()
             .filter(|r| {
                 r.recipient
                     .as_deref()
-                    .is_some_and(|x| same_number(x, recipient))
+                    .is_some_and(|x| self.numbers.same(x, recipient))
             })
             .take(20)
             .collect())
@@ -830,7 +390,7 @@ impl Store {
         action: OperatorAction,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        dispatch!(self.operate(id, action, now))
+        on_db!(self.operate(id, action, now))
     }
 
     /// An ambiguous message turned out sent after all (the modem's late `+CMGS`
@@ -844,12 +404,18 @@ impl Store {
         delivery: Delivery,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        dispatch!(self.resolve_sent(id, modem, parts_total, delivery, now))
+        on_db!(self.resolve_sent(id, modem, parts_total, delivery, now))
+    }
+
+    /// Ambiguous messages whose part in doubt is on `modem`, newest first: what a
+    /// late `+CMGS` from that modem can resolve.
+    pub async fn doubts_on(&self, modem: &str) -> Result<Vec<Doubt>> {
+        on_db!(self.doubts_on(modem))
     }
 
     /// Sent and delivered in the last hour, and the oldest due message.
     pub async fn activity(&self, now: DateTime<Utc>) -> Result<Activity> {
-        dispatch!(self.activity(now))
+        on_db!(self.activity(now))
     }
 
     pub async fn add_opt_out(
@@ -858,35 +424,40 @@ impl Store {
         keyword: Option<&str>,
         source: &str,
     ) -> Result<()> {
-        dispatch!(self.add_opt_out(recipient, keyword, source))
+        on_db!(self.add_opt_out(recipient, keyword, source))
     }
 
     /// Whether `recipient` opted out, in any of its forms (`+8613...` and `13...`).
     pub async fn is_opted_out(&self, recipient: &str) -> Result<bool> {
-        let digits: String = recipient.chars().filter(char::is_ascii_digit).collect();
-        let tail = &digits[digits.len().saturating_sub(8)..];
-        let pattern = format!("%{tail}");
-        let found: Vec<String> = dispatch!(self.opt_outs_like(&pattern))?;
-        Ok(found.iter().any(|r| same_number(r, recipient)))
+        let Some(pattern) = number::like_pattern(recipient) else {
+            return Ok(false);
+        };
+        let found: Vec<String> = on_db!(self.opt_outs_like(&pattern))?;
+        Ok(found.iter().any(|r| self.numbers.same(r, recipient)))
     }
 
-    /// Stores an incoming message; false if it was already stored (same fingerprint).
+    /// Stores an incoming message (and its opt-out) in one transaction; false if
+    /// it was already stored (same fingerprint).
     pub async fn insert_inbox(&self, m: &InboxMessage) -> Result<bool> {
-        dispatch!(self.insert_inbox(m))
+        on_db!(self.insert_inbox(m))
     }
 
-    /// Keeps one part of a concatenated incoming message. When the last part
-    /// arrives, returns all parts in order and removes them.
-    pub async fn add_fragment(&self, f: &Fragment) -> Result<Option<Vec<Fragment>>> {
-        dispatch!(self.add_fragment(f))
+    /// Keeps one part of a concatenated incoming message. When it is the last,
+    /// `join` makes the whole message, which goes into the inbox (with its
+    /// opt-out) as the parts are removed, in one transaction.
+    pub async fn add_fragment(
+        &self,
+        f: &Fragment,
+        join: impl FnOnce(&[Fragment]) -> InboxMessage + Send,
+    ) -> Result<FragmentOutcome> {
+        on_db!(self.add_fragment(f, join))
     }
 
     /// The incoming messages still missing parts whose newest part was stored
-    /// before `before`: the network lost the rest. Nothing is removed here; the
-    /// caller stores each message, then [`Store::delete_fragments`] (a crash in
-    /// between stores it again, and the inbox's fingerprint ignores the repeat).
+    /// before `before`: the network lost the rest. Nothing is removed here; see
+    /// [`Store::store_incomplete`].
     pub async fn stale_fragments(&self, before: DateTime<Utc>) -> Result<Vec<StaleFragments>> {
-        let rows: Vec<(i64, Fragment)> = dispatch!(self.stale_fragments(before))?;
+        let rows: Vec<(i64, Fragment)> = on_db!(self.stale_fragments(before))?;
         let mut out: Vec<StaleFragments> = Vec::new();
         for (id, f) in rows {
             match out.last_mut() {
@@ -908,43 +479,45 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes fragments by id (after their message is in the inbox).
+    /// Stores an incoming message whose other parts never came and removes the
+    /// parts that did, in one transaction; false if it was already stored.
+    pub async fn store_incomplete(&self, g: &StaleFragments, m: &InboxMessage) -> Result<bool> {
+        on_db!(self.store_incomplete(&g.ids, &g.fragments, m))
+    }
+
+    /// Removes fragments by id.
     pub async fn delete_fragments(&self, ids: &[i64]) -> Result<()> {
         for id in ids {
-            dispatch!(self.delete_fragment(*id))?;
+            on_db!(self.delete_fragment(*id))?;
         }
         Ok(())
     }
 
+    /// Forgets which parts were reassembled before `before` (they guard against
+    /// a part read again after a crash; a week covers any restart).
+    pub async fn forget_done_fragments(&self, before: DateTime<Utc>) -> Result<u64> {
+        on_db!(self.forget_done_fragments(before))
+    }
+
     /// Deletes everything (tests and benchmarks only).
     pub async fn truncate_all(&self) -> Result<()> {
-        dispatch!(self.truncate_all())
+        on_db!(self.truncate_all())
     }
 
     /// Records a delivery report: finds the part sent by `modem` with reference `mr`
     /// to `recipient` since `since` (references wrap at 255, so the newest match in the
-    /// window wins; national and international forms of a number match), updates it,
-    /// and recomputes the message's delivery. Returns the message id, if matched.
+    /// window wins; the forms of one number match), updates it, and recomputes the
+    /// message's delivery, in one transaction. Returns the message id, if matched.
     pub async fn apply_report(&self, r: &ReportUpdate) -> Result<Option<i64>> {
-        let candidates = dispatch!(self.report_candidates(&r.modem, r.mr, r.since))?;
-        let Some((id, seq)) = candidates
-            .into_iter()
-            .find(|(_, _, to)| same_number(to, &r.recipient))
-            .map(|(id, seq, _)| (id, seq))
-        else {
-            return Ok(None);
-        };
-        dispatch!(self.update_part(id, seq, r))?;
-        let parts = dispatch!(self.part_statuses(id))?;
-        let delivery = roll_up(&parts);
-        let at = (delivery == Delivery::Delivered).then_some(r.discharge_at);
-        dispatch!(self.set_delivery(id, delivery, at))?;
-        Ok(Some(id))
+        let numbers = self.numbers.clone();
+        let to = r.recipient.clone();
+        let same = move |x: &str| numbers.same(x, &to);
+        on_db!(self.apply_report(r, same))
     }
 
     /// Parts sent per modem since `since` (daily limits survive restarts).
     pub async fn parts_sent_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
-        dispatch!(self.parts_sent_since(since))
+        on_db!(self.parts_sent_since(since))
     }
 
     /// Messages sent to `recipient`, in any of its forms (`+8613...` and `13...` are
@@ -958,142 +531,51 @@ impl Store {
         category: Option<&str>,
         since: DateTime<Utc>,
     ) -> Result<i64> {
-        let digits: String = recipient.chars().filter(char::is_ascii_digit).collect();
-        if digits.is_empty() {
+        let Some(pattern) = number::like_pattern(recipient) else {
             return Ok(0);
-        }
-        let pattern = format!("%{}", &digits[digits.len().saturating_sub(8)..]);
+        };
         let rows: Vec<(String, i64)> =
-            dispatch!(self.recipient_counts_like(&pattern, category.unwrap_or(""), since))?;
+            on_db!(self.recipient_counts_like(&pattern, category.unwrap_or(""), since))?;
         Ok(rows
             .iter()
-            .filter(|(r, _)| same_number(r, recipient))
+            .filter(|(r, _)| self.numbers.same(r, recipient))
             .map(|(_, n)| n)
             .sum())
     }
 
     /// Messages whose reports did not arrive before `sent_before`: delivery `unknown`.
     pub async fn expire_pending_delivery(&self, sent_before: DateTime<Utc>) -> Result<u64> {
-        dispatch!(self.expire_pending_delivery(sent_before))
+        on_db!(self.expire_pending_delivery(sent_before))
     }
 
     /// A stream of "something was inserted" wake-ups, on PostgreSQL (LISTEN on the
     /// insert trigger's channel). `None` on backends without notifications: poll.
     pub async fn listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
-        match self {
-            Store::Postgres(s) => Ok(Some(s.listener().await?)),
+        match &self.db {
+            Db::Postgres(s) => Ok(Some(s.listener().await?)),
             _ => Ok(None),
         }
     }
 
+    /// Takes the database lock of instance `id`; `None` when another live
+    /// process holds it.
+    pub async fn lock_instance(&self, id: &str) -> Result<Option<InstanceLock>> {
+        Ok(match &self.db {
+            Db::Sqlite(_) => Some(InstanceLock::None),
+            Db::Postgres(s) => s.lock_instance(id).await?.map(InstanceLock::Postgres),
+            Db::Mysql(s) => s.lock_instance(id).await?.map(InstanceLock::Mysql),
+        })
+    }
+
     /// Runs SQL as another system would (tests, and checking the integration guide's examples).
     pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
-        dispatch!(self.execute_raw(sql))
+        on_db!(self.execute_raw(sql))
     }
-}
-
-/// Canonical UTC time text `YYYY-MM-DD HH:MM:SS.SSS`: SQLite stores times so (text
-/// order is time order), and claimed rows carry send_at/expires_at so.
-pub(crate) fn time_text(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
-}
-
-/// Parses the time forms found in SQLite columns (ours, `datetime()`'s, RFC 3339).
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for f in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
-            return Some(t.and_utc());
-        }
-    }
-    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn states_round_trip() {
-        for s in State::ALL {
-            assert_eq!(State::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(State::parse("bogus"), None);
-    }
-
-    #[test]
-    fn transitions() {
-        let t = Completion::Retry {
-            error: "x".into(),
-            due: Utc::now(),
-            count_attempt: false,
-        }
-        .transition();
-        assert_eq!((t.state, t.attempt_increment), (State::Retrying, 0));
-        let t = Completion::Sent {
-            modem: "m1".into(),
-            parts_total: 2,
-            report_requested: true,
-        }
-        .transition();
-        assert_eq!(
-            (t.state, t.delivery, t.sent),
-            (State::Sent, Some(Delivery::Pending), true)
-        );
-        assert_eq!(
-            Completion::Release { due: Utc::now() }.transition().state,
-            State::Queued
-        );
-    }
-
-    #[test]
-    fn numbers_match_across_national_and_international_forms() {
-        assert!(same_number("+8613800138000", "13800138000"));
-        assert!(same_number("+4915259911630", "015259911630"));
-        assert!(same_number("10086", "10086"));
-        assert!(!same_number("10086", "110086"));
-        assert!(!same_number("+8613800138000", "+8613800138001"));
-    }
-
-    #[test]
-    fn fragments_join_in_order_with_missing_parts_marked() {
-        let f = |seq: i32, body: &str| Fragment {
-            modem: "m1".into(),
-            sender: "10086".into(),
-            concat_ref: 7,
-            total: 4,
-            seq,
-            body: body.into(),
-            received_at: Utc::now(),
-        };
-        let all = [f(2, "二"), f(1, "一"), f(4, "四"), f(3, "三")];
-        assert_eq!(join_fragments(4, &all), ("一二三四".into(), 0));
-        let some = [f(4, "四"), f(1, "一"), f(1, "一")];
-        assert_eq!(join_fragments(4, &some), ("一[…][…]四".into(), 2));
-        assert_eq!(join_fragments(2, &[]), ("[…][…]".into(), 2));
-    }
-
-    #[test]
-    fn delivery_rolls_up_over_every_part_of_the_message() {
-        use Delivery::*;
-        assert_eq!(roll_up(&[(Delivered, 1)]), Delivered);
-        assert_eq!(
-            roll_up(&[(Delivered, 2)]),
-            Pending,
-            "part 2 not even sent yet"
-        );
-        assert_eq!(roll_up(&[(Delivered, 2), (Delivered, 2)]), Delivered);
-        assert_eq!(roll_up(&[(Delivered, 2), (Pending, 2)]), Pending);
-        assert_eq!(roll_up(&[(Pending, 3), (Failed, 3)]), Failed);
-        assert_eq!(roll_up(&[]), Pending);
-    }
 
     #[test]
     fn urls_are_redacted() {
@@ -1106,13 +588,5 @@ mod tests {
             redact_url("mysql://root@127.0.0.1/test"),
             "mysql://root@127.0.0.1/test"
         );
-    }
-
-    #[test]
-    fn time_forms() {
-        let t = parse_time("2026-11-22 08:00:00").unwrap();
-        assert_eq!(parse_time("2026-11-22T08:00:00Z"), Some(t));
-        assert_eq!(parse_time(&time_text(t)), Some(t));
-        assert_eq!(parse_time("tomorrow"), None);
     }
 }

@@ -2,24 +2,83 @@
 //! `IN (SELECT ... LIMIT)`, so a claim selects `FOR UPDATE SKIP LOCKED` and updates
 //! the picked ids in one transaction. Sessions run in UTC (`time_zone = '+00:00'`,
 //! sqlx's default), and tables are utf8mb4 so Chinese text and emoji survive.
+//!
+//! A permissive `sql_mode` lets other systems write zero dates (`'0000-00-00'`,
+//! `'2026-00-00'`): they are read as errors for their row (never a panic), and
+//! refused at insert by migration 0005.
 
-use super::{
-    Activity, Claimed, Delivery, Enqueued, Fragment, InboxMessage, NewMessage, OperatorAction,
-    OutboxRow, PartRecord, Rescued, Result, State, StoreError, Transition,
-};
+use super::model::{Claimed, Enqueued, Fragment, NewMessage};
+use super::sql::{Dialect, Sql, CLAIMED};
+use super::ts::Ts;
+use super::{Result, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{QueryBuilder, Row};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{Decode, QueryBuilder, Row, ValueRef};
 use std::str::FromStr;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
-pub struct MySqlStore {
-    pool: MySqlPool,
+impl Dialect for MySql {
+    const NAME: &'static str = "mysql";
+    const NUMBERED: bool = false;
+    const NOW: &'static str = "SELECT UTC_TIMESTAMP(6)";
+    const INSERT_PART: &'static str = "INSERT INTO outbox_parts (outbox_id, seq, total, modem, recipient, mr, submitted_at, status)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id";
+    const INSERT_OPT_OUT: &'static str =
+        "INSERT INTO opt_outs (recipient, keyword, source) VALUES (?, ?, ?)
+         ON DUPLICATE KEY UPDATE recipient = recipient";
+    const INSERT_FRAGMENT: &'static str =
+        "INSERT INTO inbox_fragments (modem, sender, concat_ref, total, seq, body, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id";
+    // Locks the message's fragments: a concurrent part waits, then sees them all.
+    const FRAGMENTS_OF: &'static str = "SELECT seq, body, received_at FROM inbox_fragments
+         WHERE modem = ? AND sender = ? AND concat_ref = ? AND total = ? ORDER BY seq FOR UPDATE";
+    const OLDEST_DUE: &'static str =
+        "SELECT id, due_at FROM outbox WHERE claimable = 1 AND due_at <= ?
+         ORDER BY due_at, id LIMIT 1";
+
+    fn rows_affected(r: &Self::QueryResult) -> u64 {
+        r.rows_affected()
+    }
+
+    async fn begin_write(pool: &MySqlPool) -> Result<sqlx::Transaction<'static, MySql>> {
+        Ok(pool.begin().await?)
+    }
+
+    async fn lock_fragments<'a>(
+        _tx: &'a mut sqlx::Transaction<'static, MySql>,
+        _f: &'a Fragment,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn text(row: &MySqlRow, col: &str) -> std::result::Result<Option<String>, String> {
+        row.try_get::<Option<String>, _>(col)
+            .map_err(|e| e.to_string())
+    }
+
+    fn int(row: &MySqlRow, col: &str) -> std::result::Result<Option<i64>, String> {
+        row.try_get::<Option<i64>, _>(col)
+            .or_else(|_| row.try_get::<Option<i32>, _>(col).map(|v| v.map(i64::from)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn flag(row: &MySqlRow, col: &str) -> std::result::Result<bool, String> {
+        row.try_get::<bool, _>(col).map_err(|e| e.to_string())
+    }
+
+    fn time(row: &MySqlRow, col: &str) -> std::result::Result<Option<DateTime<Utc>>, String> {
+        let v = row.try_get_raw(col).map_err(|e| e.to_string())?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        <Ts as Decode<MySql>>::decode(v)
+            .map(|t| Some(t.0))
+            .map_err(|e| e.to_string())
+    }
 }
 
-impl MySqlStore {
-    pub async fn connect(url: &str) -> Result<MySqlStore> {
+impl Sql<MySql> {
+    pub async fn connect(url: &str) -> Result<Sql<MySql>> {
         let err = |source| StoreError::Connect {
             backend: "mysql",
             target: super::redact_url(url),
@@ -36,7 +95,7 @@ impl MySqlStore {
             .connect_with(opts)
             .await
             .map_err(err)?;
-        Ok(MySqlStore { pool })
+        Ok(Sql { pool })
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -49,28 +108,23 @@ impl MySqlStore {
             })
     }
 
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     pub async fn enqueue(&self, m: &NewMessage) -> Result<Enqueued> {
         let r = sqlx::query(
             "INSERT INTO outbox (recipient, body, category, priority, send_at, expires_at, dedupe_key, modem_group,
                                  request_report, flash, external_ref)
              VALUES (?, ?, COALESCE(?, 'notice'), ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&m.recipient)
-        .bind(&m.body)
-        .bind(&m.category)
+        .bind(m.recipient.as_deref())
+        .bind(m.body.as_deref())
+        .bind(m.category.as_deref())
         .bind(m.priority)
-        .bind(m.send_at)
-        .bind(m.expires_at)
-        .bind(&m.dedupe_key)
-        .bind(&m.modem_group)
+        .bind(m.send_at.map(Ts))
+        .bind(m.expires_at.map(Ts))
+        .bind(m.dedupe_key.as_deref())
+        .bind(m.modem_group.as_deref())
         .bind(m.request_report)
         .bind(m.flash)
-        .bind(&m.external_ref)
+        .bind(m.external_ref.as_deref())
         .execute(&self.pool)
         .await;
         match r {
@@ -80,7 +134,7 @@ impl MySqlStore {
             }),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 let id = sqlx::query_scalar("SELECT id FROM outbox WHERE dedupe_key = ?")
-                    .bind(&m.dedupe_key)
+                    .bind(m.dedupe_key.as_deref())
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(Enqueued {
@@ -134,7 +188,7 @@ impl MySqlStore {
             "SELECT id FROM outbox WHERE claimable = 1 AND due_at <= ?{filter}
              ORDER BY priority DESC, due_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
         );
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now);
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(Ts(now));
         if let Some(c) = only {
             q = q.bind(c);
         }
@@ -154,532 +208,35 @@ impl MySqlStore {
             QueryBuilder::<MySql>::new("UPDATE outbox SET state = 'sending', lease_owner = ");
         q.push_bind(owner)
             .push(", lease_until = ")
-            .push_bind(until)
+            .push_bind(Ts(until))
             .push(", updated_at = ")
-            .push_bind(now)
-            .push(" WHERE id IN (");
+            .push_bind(Ts(now))
+            .push(", inflight_part = NULL WHERE id IN (");
         in_list(&mut q);
         q.build().execute(&mut *tx).await?;
-        let mut q = QueryBuilder::<MySql>::new(
-            "SELECT id, recipient, body, category, priority, send_at, expires_at, modem_group, request_report, flash,
-                    attempts, due_at, lease_until FROM outbox WHERE id IN (",
-        );
+        let mut q =
+            QueryBuilder::<MySql>::new(format!("SELECT {CLAIMED} FROM outbox WHERE id IN ("));
         in_list(&mut q);
         let rows = q.build().fetch_all(&mut *tx).await?;
-        let mut q = QueryBuilder::<MySql>::new(
-            "SELECT outbox_id, seq FROM outbox_parts WHERE outbox_id IN (",
-        );
-        in_list(&mut q);
-        let parts = q.build().fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        let text = |t: Option<DateTime<Utc>>| t.map(super::time_text);
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: i64 = r.try_get("id")?;
-            let mut parts_done = Vec::new();
-            for p in &parts {
-                if p.try_get::<i64, _>(0)? == id {
-                    parts_done.push(p.try_get(1)?);
-                }
-            }
-            out.push(Claimed {
-                id,
-                recipient: r.try_get("recipient")?,
-                body: r.try_get("body")?,
-                category: r.try_get("category")?,
-                priority: r.try_get("priority")?,
-                send_at: text(r.try_get("send_at")?),
-                expires_at: text(r.try_get("expires_at")?),
-                modem_group: r.try_get("modem_group")?,
-                request_report: r.try_get("request_report")?,
-                flash: r.try_get("flash")?,
-                attempts: r.try_get("attempts")?,
-                due_at: r.try_get("due_at")?,
-                lease_until: r.try_get("lease_until")?,
-                parts_done,
-            });
-        }
-        out.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.due_at.cmp(&b.due_at))
-                .then(a.id.cmp(&b.id))
-        });
+        let mut out = rows.iter().map(Self::claimed).collect::<Result<Vec<_>>>()?;
+        super::claim_order(&mut out);
+        self.fill_parts_done(&mut out).await?;
         Ok(out)
     }
 
-    pub async fn set_inflight(
-        &self,
-        owner: &str,
-        id: i64,
-        seq: Option<i32>,
-        until: DateTime<Utc>,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE outbox SET inflight_part = ?, lease_until = ? WHERE id = ? AND state = 'sending' AND lease_owner = ?",
-        )
-        .bind(seq)
-        .bind(until)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    pub async fn record_part(&self, id: i64, p: &PartRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO outbox_parts (outbox_id, seq, total, modem, recipient, mr, submitted_at, status)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id",
-        )
-        .bind(id)
-        .bind(p.seq)
-        .bind(p.total)
-        .bind(&p.modem)
-        .bind(&p.recipient)
-        .bind(p.mr.map(i32::from))
-        .bind(p.submitted_at)
-        .bind(p.status.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn complete(
-        &self,
-        owner: &str,
-        id: i64,
-        t: &Transition,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE outbox SET state = ?, last_error = COALESCE(?, last_error), attempts = attempts + ?,
-                    due_at = COALESCE(?, due_at), sent_at = IF(?, ?, sent_at),
-                    modem = COALESCE(?, modem), parts_total = COALESCE(?, parts_total),
-                    delivery = CASE WHEN delivery IN ('delivered', 'failed') THEN delivery ELSE COALESCE(?, delivery) END,
-                    lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = ?
-             WHERE id = ? AND state = 'sending' AND lease_owner = ?",
-        )
-        .bind(t.state.as_str())
-        .bind(&t.error)
-        .bind(t.attempt_increment)
-        .bind(t.due)
-        .bind(t.sent)
-        .bind(now)
-        .bind(&t.modem)
-        .bind(t.parts_total)
-        .bind(t.delivery.map(Delivery::as_str))
-        .bind(now)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    pub async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Rescued> {
-        let mut tx = self.pool.begin().await?;
-        let ambiguous = sqlx::query(
-            "UPDATE outbox SET state = 'ambiguous',
-                    last_error = CONCAT('lease expired while part ', inflight_part,
-                                        ' was being sent: it may have reached the network'),
-                    lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = ?
-             WHERE state = 'sending' AND lease_until < ? AND inflight_part IS NOT NULL",
-        )
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let retrying = sqlx::query(
-            "UPDATE outbox SET state = 'retrying', last_error = 'lease expired: the sender stopped; retried',
-                    due_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
-             WHERE state = 'sending' AND lease_until < ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(Rescued {
-            retrying,
-            ambiguous,
-        })
-    }
-
-    pub async fn get(&self, id: i64) -> Result<Option<OutboxRow>> {
-        let Some(r) = sqlx::query(
-            "SELECT id, recipient, category, priority, state, delivery, attempts, last_error, modem, parts_total,
-                    sent_at, lease_owner, external_ref FROM outbox WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(super::native::outbox_row(&r)?))
-    }
-
-    pub async fn recipient_like(&self, pattern: &str) -> Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(
-            "SELECT id, recipient, category, priority, state, delivery, attempts, last_error, modem, parts_total,
-                    sent_at, lease_owner, external_ref FROM outbox WHERE recipient LIKE ? ORDER BY id DESC LIMIT 200",
-        )
-        .bind(pattern)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(super::native::outbox_row).collect()
-    }
-
-    pub async fn operate(&self, id: i64, a: OperatorAction, now: DateTime<Utc>) -> Result<bool> {
-        let [s1, s2, s3, s4] = a.from().map(State::as_str);
-        let r = sqlx::query(
-            "UPDATE outbox SET state = ?, due_at = ?, updated_at = ?, last_error = COALESCE(?, last_error)
-             WHERE id = ? AND state IN (?, ?, ?, ?)",
-        )
-        .bind(a.to().as_str())
-        .bind(now)
-        .bind(now)
-        .bind(a.note())
-        .bind(id)
-        .bind(s1)
-        .bind(s2)
-        .bind(s3)
-        .bind(s4)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    pub async fn resolve_sent(
-        &self,
-        id: i64,
-        modem: &str,
-        parts_total: i32,
-        delivery: Delivery,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, updated_at = ?, modem = ?, parts_total = ?,
-                    delivery = CASE WHEN delivery IN ('delivered', 'failed') THEN delivery ELSE ? END,
-                    last_error = NULL, attempts = attempts + 1
-             WHERE id = ? AND state = 'ambiguous'",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(modem)
-        .bind(parts_total)
-        .bind(delivery.as_str())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    pub async fn activity(&self, now: DateTime<Utc>) -> Result<Activity> {
-        let hour_ago = now - chrono::Duration::hours(1);
-        let (sent, delivered): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM outbox WHERE sent_at >= ?),
-                    (SELECT COUNT(*) FROM outbox WHERE delivered_at >= ?)",
-        )
-        .bind(hour_ago)
-        .bind(hour_ago)
-        .fetch_one(&self.pool)
-        .await?;
-        let oldest: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT id, due_at FROM outbox WHERE claimable = 1 AND due_at <= ?
-             ORDER BY due_at, id LIMIT 1",
-        )
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(Activity {
-            sent_last_hour: sent,
-            delivered_last_hour: delivered,
-            oldest_due: oldest,
-        })
-    }
-
-    pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
-        let rows = sqlx::query(
-            "SELECT seq, total, modem, recipient, mr, submitted_at, status FROM outbox_parts
-             WHERE outbox_id = ? ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(super::native::part_record).collect()
-    }
-
-    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
-        let rows = sqlx::query(
-            // Two branches, each through its index (history, then the claimable rows).
-            "SELECT state, category, COUNT(*) FROM outbox WHERE state NOT IN ('queued', 'retrying') GROUP BY state, category
-             UNION ALL
-             SELECT state, category, COUNT(*) FROM outbox WHERE state IN ('queued', 'retrying') GROUP BY state, category
-             ORDER BY 1, 2",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
-    }
-
-    pub async fn add_opt_out(
-        &self,
-        recipient: &str,
-        keyword: Option<&str>,
-        source: &str,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO opt_outs (recipient, keyword, source) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE recipient = recipient",
-        )
-        .bind(recipient)
-        .bind(keyword)
-        .bind(source)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn opt_outs_like(&self, pattern: &str) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT recipient FROM opt_outs WHERE recipient LIKE ?")
-                .bind(pattern)
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    pub async fn insert_inbox(&self, m: &InboxMessage) -> Result<bool> {
-        // sqlx sets CLIENT_FOUND_ROWS, so ON DUPLICATE KEY cannot tell a duplicate
-        // apart: a plain INSERT whose unique violation means "already stored".
-        let r = sqlx::query(
-            "INSERT INTO inbox (modem, sender, body, parts, missing_parts, received_at, opt_out, fingerprint)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&m.modem)
-        .bind(&m.sender)
-        .bind(&m.body)
-        .bind(m.parts)
-        .bind(m.missing_parts)
-        .bind(m.received_at)
-        .bind(m.opt_out)
-        .bind(m.fingerprint())
-        .execute(&self.pool)
-        .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    pub async fn add_fragment(&self, f: &Fragment) -> Result<Option<Vec<Fragment>>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO inbox_fragments (modem, sender, concat_ref, total, seq, body, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id",
-        )
-        .bind(&f.modem)
-        .bind(&f.sender)
-        .bind(f.concat_ref)
-        .bind(f.total)
-        .bind(f.seq)
-        .bind(&f.body)
-        .bind(f.received_at)
-        .execute(&mut *tx)
-        .await?;
-        // Locks the message's fragments: a concurrent part waits, then sees them all.
-        let rows = sqlx::query(
-            "SELECT seq, body, received_at FROM inbox_fragments
-             WHERE modem = ? AND sender = ? AND concat_ref = ? AND total = ? ORDER BY seq FOR UPDATE",
-        )
-        .bind(&f.modem)
-        .bind(&f.sender)
-        .bind(f.concat_ref)
-        .bind(f.total)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.len() < f.total as usize {
-            tx.commit().await?;
-            return Ok(None);
-        }
-        sqlx::query("DELETE FROM inbox_fragments WHERE modem = ? AND sender = ? AND concat_ref = ? AND total = ?")
-            .bind(&f.modem)
-            .bind(&f.sender)
-            .bind(f.concat_ref)
-            .bind(f.total)
-            .execute(&mut *tx)
+    /// Takes the named lock of instance `id` on a connection of its own, held as
+    /// long as the connection lives; `None` if another session holds it.
+    pub async fn lock_instance(&self, id: &str) -> Result<Option<sqlx::MySqlConnection>> {
+        use sqlx::Connection;
+        let mut conn = sqlx::MySqlConnection::connect_with(&self.pool.connect_options()).await?;
+        // Lock names are at most 64 characters: a hash of the identity.
+        let name = format!("smsgw-{:016x}", fnv(id));
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+            .bind(name)
+            .fetch_one(&mut conn)
             .await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Fragment {
-                    seq: r.try_get("seq")?,
-                    body: r.try_get("body")?,
-                    received_at: r.try_get("received_at")?,
-                    ..f.clone()
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
-    }
-
-    pub async fn stale_fragments(&self, before: DateTime<Utc>) -> Result<Vec<(i64, Fragment)>> {
-        let rows = sqlx::query(
-            "SELECT id, modem, sender, concat_ref, total, seq, body, received_at FROM inbox_fragments
-              WHERE (modem, sender, concat_ref, total) IN (
-                    SELECT modem, sender, concat_ref, total FROM inbox_fragments
-                     GROUP BY modem, sender, concat_ref, total HAVING MAX(created_at) < ?)
-              ORDER BY modem, sender, concat_ref, total, seq",
-        )
-        .bind(before)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(super::native::fragment).collect()
-    }
-
-    pub async fn delete_fragment(&self, id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM inbox_fragments WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn report_candidates(
-        &self,
-        modem: &str,
-        mr: u8,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<(i64, i32, String)>> {
-        let rows = sqlx::query(
-            "SELECT outbox_id, seq, recipient FROM outbox_parts
-             WHERE modem = ? AND mr = ? AND submitted_at >= ? ORDER BY submitted_at DESC, id DESC",
-        )
-        .bind(modem)
-        .bind(i32::from(mr))
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
-    }
-
-    pub async fn update_part(&self, id: i64, seq: i32, u: &super::ReportUpdate) -> Result<()> {
-        sqlx::query(
-            "UPDATE outbox_parts SET status = ?, tp_status = ?, report_at = ?, discharge_at = ?
-             WHERE outbox_id = ? AND seq = ?",
-        )
-        .bind(u.status.as_str())
-        .bind(i32::from(u.tp_status))
-        .bind(u.report_at)
-        .bind(u.discharge_at)
-        .bind(id)
-        .bind(seq)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn part_statuses(&self, id: i64) -> Result<Vec<(Delivery, i32)>> {
-        let rows = sqlx::query("SELECT status, total FROM outbox_parts WHERE outbox_id = ?")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    super::delivery_from(&r.try_get::<String, _>(0)?),
-                    r.try_get(1)?,
-                ))
-            })
-            .collect()
-    }
-
-    pub async fn set_delivery(
-        &self,
-        id: i64,
-        d: Delivery,
-        at: Option<DateTime<Utc>>,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE outbox SET delivery = ?, delivered_at = COALESCE(?, delivered_at) WHERE id = ?",
-        )
-        .bind(d.as_str())
-        .bind(at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn parts_sent_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT modem, COUNT(*) FROM outbox_parts WHERE submitted_at >= ? GROUP BY modem",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
-    }
-
-    pub async fn recipient_counts_like(
-        &self,
-        pattern: &str,
-        category: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
-            // Two branches, each through its index: today's sent rows
-            // (outbox_sent_recipient), and the few rows on a modem now.
-            "SELECT recipient, COUNT(*) FROM (
-                SELECT recipient, category FROM outbox WHERE sent_at >= ? AND recipient LIKE ?
-                UNION ALL
-                SELECT recipient, category FROM outbox
-                 WHERE state = 'sending' AND inflight_part IS NOT NULL
-                   AND (sent_at IS NULL OR sent_at < ?) AND recipient LIKE ?
-             ) AS t WHERE (? = '' OR category = ?) GROUP BY recipient",
-        )
-        .bind(since)
-        .bind(pattern)
-        .bind(since)
-        .bind(pattern)
-        .bind(category)
-        .bind(category)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    pub async fn expire_pending_delivery(&self, before: DateTime<Utc>) -> Result<u64> {
-        sqlx::query(
-            "UPDATE outbox_parts SET status = 'unknown' WHERE status = 'pending' AND submitted_at < ?",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await?;
-        Ok(sqlx::query(
-            "UPDATE outbox SET delivery = 'unknown' WHERE delivery = 'pending' AND sent_at < ?",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
-    }
-
-    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
-        Ok(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok((got == Some(1)).then_some(conn))
     }
 
     pub async fn truncate_all(&self) -> Result<()> {
@@ -688,6 +245,7 @@ impl MySqlStore {
             "outbox",
             "inbox",
             "inbox_fragments",
+            "inbox_fragments_done",
             "opt_outs",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
@@ -696,6 +254,12 @@ impl MySqlStore {
         }
         Ok(())
     }
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// InnoDB's "deadlock found" (SQLSTATE 40001, error 1213): the transaction was

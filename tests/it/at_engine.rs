@@ -3,7 +3,9 @@
 //! (reference/modems.md §1.2, §3.4).
 
 use smsgw::at::classify::{send_result, FailureClass, SendResult};
-use smsgw::at::{Command, Engine, EngineConfig, Event, Final, Outcome, Registry, Stage, Urc};
+use smsgw::at::{
+    Command, Engine, EngineConfig, Event, Final, Outcome, Registry, Stage, SyncCause, Urc,
+};
 use std::time::{Duration, Instant};
 
 struct Harness {
@@ -284,13 +286,20 @@ fn unknown_unsolicited_lines_are_reported_not_replies() {
     let mut h = Harness::new();
     h.feed(b"\r\n^WEIRDVENDOR: 1\r\n\r\nOK\r\n");
     let ev = h.events();
+    // An unknown line is reported as such; a final result with no command in
+    // flight is an answer out of step: reported, and the line is resynchronised
+    // before the next command (it could have been taken for that command's answer).
     assert_eq!(
         ev,
         [
             Event::Unsolicited("^WEIRDVENDOR: 1".into()),
-            Event::Unsolicited("OK".into())
+            Event::Desync {
+                id: None,
+                line: "OK".into()
+            }
         ]
     );
+    assert!(h.e.is_synchronising());
 }
 
 #[test]
@@ -441,4 +450,302 @@ fn garbage_from_a_wrong_baud_rate_does_not_break_the_next_reply() {
     assert!(ev.iter().any(
         |e| matches!(e, Event::Done { outcome: Outcome::Response(r), .. } if r.result == Final::Ok)
     ));
+}
+
+// --- A port just opened, out-of-step replies and reboots (issue: replies
+// shifted by one after a restart). Every test runs the engine as a port just
+// opened would, in virtual time.
+
+impl Harness {
+    fn opened() -> Harness {
+        Harness {
+            e: Engine::opened(Registry::standard(), EngineConfig::default()),
+            now: Instant::now(),
+        }
+    }
+
+    /// Drives a fresh engine through its synchronisation: escape, quiet line,
+    /// marker answered. Returns what was written.
+    fn sync(&mut self) -> String {
+        let mut out = self.flush();
+        self.advance(Duration::from_millis(300));
+        out += &self.flush();
+        self.feed(b"\r\n+CSCS: \"IRA\"\r\n\r\nOK\r\n");
+        self.advance(Duration::from_millis(300));
+        out
+    }
+}
+
+#[test]
+fn a_predecessors_cmgs_waiting_in_the_port_never_reaches_the_first_command() {
+    // The killed process had sent a part; the modem answered after it died and
+    // the bytes waited in the port. They are there before our first command.
+    let mut h = Harness::opened();
+    let cgmi = h.e.submit(Command::new("AT+CGMI"));
+    assert_eq!(h.flush(), "\x1b\r", "only the escape goes out first");
+    h.feed(b"\r\n+CMGS: 1\r\n\r\nOK\r\n");
+    // Still arriving: the line is not quiet yet, nothing is written.
+    h.advance(Duration::from_millis(200));
+    assert_eq!(h.flush(), "");
+    h.advance(Duration::from_millis(200));
+    assert_eq!(
+        h.flush(),
+        "AT+CSCS?\r",
+        "the marker, only once the line is quiet"
+    );
+    // A stale final before the marker's own answer is not taken for it.
+    h.feed(b"\r\nOK\r\n");
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.flush(), "");
+    h.feed(b"\r\n+CSCS: \"IRA\"\r\n\r\nOK\r\n");
+    assert_eq!(h.flush(), "", "the line settles first");
+    h.advance(Duration::from_millis(300));
+    let ev = h.events();
+    assert!(
+        ev.contains(&Event::StaleReply {
+            cause: SyncCause::Open,
+            lines: vec!["+CMGS: 1".into()]
+        }),
+        "{ev:?}"
+    );
+    assert!(ev.contains(&Event::Resynced));
+    assert_eq!(h.flush(), "AT+CGMI\r");
+    h.feed(b"\r\nSIMCOM_Ltd\r\n\r\nOK\r\n");
+    let done = h.done();
+    assert_eq!(done[0].0, cgmi);
+    assert_eq!(lines(&done[0].1), ["SIMCOM_Ltd"]);
+}
+
+#[test]
+fn a_predecessors_answer_that_comes_after_the_marker_was_written_comes_before_its_answer() {
+    // The predecessor's part was still with the network when we opened: the
+    // modem answers it first, then our marker (answers come in order).
+    let mut h = Harness::opened();
+    let send = h.e.submit(Command::send_pdu(16, PDU));
+    h.flush();
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.flush(), "AT+CSCS?\r");
+    h.advance(Duration::from_secs(2));
+    h.feed(b"\r\n+CMGS: 41\r\n\r\nOK\r\n");
+    h.feed(b"\r\n+CSCS: \"GSM\"\r\n\r\nOK\r\n");
+    h.advance(Duration::from_millis(300));
+    let ev = h.events();
+    assert!(ev.contains(&Event::StaleReply {
+        cause: SyncCause::Open,
+        lines: vec!["+CMGS: 41".into()]
+    }));
+    // Our own send then gets its own reference, not the predecessor's.
+    assert_eq!(h.flush(), "AT+CMGS=16\r");
+    h.feed(b"\r\n> ");
+    h.flush();
+    h.feed(b"\r\n+CMGS: 42\r\n\r\nOK\r\n");
+    let done = h.done();
+    assert_eq!(done[0].0, send);
+    assert_eq!(send_result(&done[0].1), SendResult::Sent { mr: Some(42) });
+}
+
+#[test]
+fn a_dead_modem_at_open_keeps_the_marker_going_and_counts() {
+    let mut h = Harness::opened();
+    h.flush();
+    h.advance(Duration::from_millis(300));
+    for attempt in 1..=3 {
+        assert_eq!(h.flush(), "AT+CSCS?\r");
+        h.advance(Duration::from_secs(3));
+        assert!(h
+            .events()
+            .contains(&Event::ResyncTimeout { attempts: attempt }));
+    }
+    assert_eq!(h.e.consecutive_timeouts(), 3);
+    assert!(h.e.is_synchronising());
+}
+
+#[test]
+fn a_modem_that_refuses_the_marker_is_synchronised_with_at() {
+    let mut h = Harness::opened();
+    h.flush();
+    h.advance(Duration::from_millis(300));
+    for _ in 0..2 {
+        assert_eq!(h.flush(), "AT+CSCS?\r");
+        h.feed(b"\r\nERROR\r\n");
+        h.advance(Duration::from_secs(3));
+    }
+    assert_eq!(h.flush(), "AT\r", "falls back to a plain AT");
+    h.feed(b"\r\nOK\r\n");
+    h.advance(Duration::from_millis(300));
+    assert!(h.events().contains(&Event::Resynced));
+}
+
+#[test]
+fn a_modem_in_numeric_mode_at_open_still_synchronises() {
+    let mut h = Harness::opened();
+    h.flush();
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.flush(), "AT+CSCS?\r");
+    h.feed(b"\r\n+CSCS: \"IRA\"\r\n0\r");
+    h.advance(Duration::from_millis(300));
+    assert!(h.events().contains(&Event::Resynced));
+}
+
+#[test]
+fn a_cmgs_for_a_command_that_is_not_a_send_is_a_desync() {
+    let mut h = Harness::new();
+    let csq = h.e.submit(Command::new("AT+CSQ"));
+    let creg = h.e.submit(Command::new("AT+CREG?"));
+    h.flush();
+    // A send's late answer arrives while AT+CSQ is in flight: the line is out of step.
+    h.feed(b"\r\n+CMGS: 9\r\n\r\nOK\r\n");
+    let ev = h.events();
+    assert!(ev.contains(&Event::Done {
+        id: csq,
+        outcome: Outcome::Desync(Stage::Result { after_pdu: false })
+    }));
+    assert!(ev.contains(&Event::Desync {
+        id: Some(csq),
+        line: "+CMGS: 9".into()
+    }));
+    assert_eq!(h.e.desyncs(), 1);
+    // The OK that followed, and AT+CSQ's own answer, go into the drain.
+    assert_eq!(h.flush(), "\x1b\r");
+    h.feed(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n");
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.flush(), "AT+CSCS?\r");
+    h.feed(b"\r\n+CSCS: \"IRA\"\r\n\r\nOK\r\n");
+    h.advance(Duration::from_millis(300));
+    let ev = h.events();
+    assert!(ev.contains(&Event::StaleReply {
+        cause: SyncCause::Desync,
+        lines: vec!["+CMGS: 9".into(), "+CSQ: 20,99".into()]
+    }));
+    assert_eq!(h.flush(), "AT+CREG?\r");
+    h.feed(b"\r\n+CREG: 0,1\r\n\r\nOK\r\n");
+    let done = h.done();
+    assert_eq!(
+        (done[0].0, lines(&done[0].1)),
+        (creg, vec!["+CREG: 0,1".to_string()])
+    );
+}
+
+#[test]
+fn an_ok_before_the_prompt_is_a_desync_never_a_sent_part() {
+    let mut h = Harness::new();
+    let id = h.e.submit(Command::send_pdu(16, PDU));
+    h.flush();
+    h.feed(b"\r\nOK\r\n");
+    let done = h.done();
+    assert_eq!(done, [(id, Outcome::Desync(Stage::Prompt))]);
+    assert!(
+        matches!(send_result(&done[0].1), SendResult::Failed(f) if f.class == FailureClass::Modem),
+        "nothing was sent: the message goes back unharmed"
+    );
+}
+
+#[test]
+fn another_commands_answer_after_the_pdu_makes_the_send_ambiguous() {
+    let mut h = Harness::new();
+    let id = h.e.submit(Command::send_pdu(16, PDU));
+    h.flush();
+    h.feed(b"\r\n> ");
+    h.flush();
+    // A reply only AT+CSQ gets: whatever the modem answers next is shifted.
+    h.feed(b"\r\n+CSQ: 20,99\r\n");
+    let done = h.done();
+    assert_eq!(
+        done,
+        [(id, Outcome::Desync(Stage::Result { after_pdu: true }))]
+    );
+    assert!(
+        matches!(send_result(&done[0].1), SendResult::Failed(f) if f.class == FailureClass::Ambiguous),
+        "in doubt, never recorded with a reference that may not be its own"
+    );
+}
+
+#[test]
+fn a_reboot_mid_session_fails_the_command_and_resynchronises() {
+    let mut h = Harness::opened();
+    h.sync();
+    h.e.watch_reboots(true);
+    let _ = h.events();
+    let id = h.e.submit(Command::send_pdu(16, PDU));
+    h.flush();
+    h.feed(b"\r\n> ");
+    h.flush();
+    // Power dip: the modem boots again. Its boot lines and a stale OK follow.
+    h.feed(b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS Ready\r\n\r\nOK\r\n");
+    let ev = h.events();
+    assert!(
+        ev.contains(&Event::Rebooted { line: "RDY".into() }),
+        "{ev:?}"
+    );
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::Rebooted { .. }))
+            .count(),
+        1,
+        "one reboot, not one per boot line: {ev:?}"
+    );
+    assert!(ev.contains(&Event::Done {
+        id,
+        outcome: Outcome::Desync(Stage::Result { after_pdu: true })
+    }));
+    let next = h.e.submit(Command::new("AT+CSQ"));
+    assert_eq!(h.flush(), "\x1b\r");
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.flush(), "AT+CSCS?\r");
+    h.feed(b"\r\n+CSCS: \"IRA\"\r\n\r\nOK\r\n");
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.flush(), "AT+CSQ\r");
+    h.feed(b"\r\n+CSQ: 18,99\r\n\r\nOK\r\n");
+    let done = h.done();
+    assert_eq!(
+        (done[0].0, lines(&done[0].1)),
+        (next, vec!["+CSQ: 18,99".into()])
+    );
+}
+
+#[test]
+fn every_reboot_announcement_is_one_and_huawei_boot_is_noise() {
+    for line in [
+        "RDY",
+        "SMS Ready",
+        "+QIND: SMS DONE",
+        "^SYSSTART",
+        "+WIND: 4",
+        "+CPIN: READY",
+    ] {
+        let mut h = Harness::new();
+        h.e.watch_reboots(true);
+        h.e.submit(Command::new("AT+CSQ"));
+        h.flush();
+        h.feed(format!("\r\n{line}\r\n").as_bytes());
+        assert!(
+            h.events().contains(&Event::Rebooted { line: line.into() }),
+            "{line}"
+        );
+    }
+    // ^BOOT is Huawei's periodic noise, not a restart; nor is a boot line while
+    // initialising (watch off), nor +CPIN: READY when AT+CPIN? asked for it.
+    let mut h = Harness::new();
+    h.e.watch_reboots(true);
+    let csq = h.e.submit(Command::new("AT+CSQ"));
+    h.flush();
+    h.feed(b"\r\n^BOOT:35323129,0,0,0,26\r\n\r\n+CSQ: 20,99\r\n\r\nOK\r\n");
+    assert_eq!(lines(&h.done()[0].1), ["+CSQ: 20,99"]);
+    let _ = csq;
+    let cpin = h.e.submit(Command::new("AT+CPIN?"));
+    h.flush();
+    h.feed(b"\r\n+CPIN: READY\r\n\r\nOK\r\n");
+    let done = h.done();
+    assert_eq!(
+        (done[0].0, lines(&done[0].1)),
+        (cpin, vec!["+CPIN: READY".into()])
+    );
+    let mut h = Harness::new();
+    h.e.submit(Command::new("AT+CSQ"));
+    h.flush();
+    h.feed(b"\r\nRDY\r\n\r\n+CSQ: 20,99\r\n\r\nOK\r\n");
+    assert!(!h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Rebooted { .. })));
 }

@@ -50,16 +50,26 @@ fn env_overrides_nested_keys_and_keeps_strings_as_strings() {
         ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // TOML, as the configuration file is written: it can be saved and used.
+    let v: toml::Value = toml::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
     assert_eq!(
-        v["database"]["url"], "postgres://smsgw:****@db/smsgw",
+        v["database"]["url"].as_str(),
+        Some("postgres://smsgw:****@db/smsgw"),
         "password masked"
     );
-    assert_eq!(v["limits"]["per_minute"], 6);
-    assert_eq!(v["limits"]["per_hour"], 100);
-    assert_eq!(v["status"]["group"], "0042", "leading zeros survive");
-    assert_eq!(v["modem"][0]["pin"], "****", "the PIN is never printed");
-    assert_eq!(v["quiet_hours"]["greeting"], "21:00-08:00");
+    assert_eq!(v["limits"]["per_minute"].as_integer(), Some(6));
+    assert_eq!(v["limits"]["per_hour"].as_integer(), Some(100));
+    assert_eq!(
+        v["status"]["group"].as_str(),
+        Some("0042"),
+        "leading zeros survive"
+    );
+    assert_eq!(
+        v["modem"][0]["pin"].as_str(),
+        Some("****"),
+        "the PIN is never printed"
+    );
+    assert_eq!(v["quiet_hours"]["greeting"].as_str(), Some("21:00-08:00"));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("0012"));
 }
 

@@ -87,7 +87,7 @@ async fn wait_until<F: Fn() -> bool>(what: &str, f: F) {
 }
 
 async fn state_of(store: &Store, id: i64) -> String {
-    store.get(id).await.unwrap().unwrap().state
+    store.get(id).await.unwrap().unwrap().state.to_string()
 }
 
 async fn wait_state(store: &Store, id: i64, want: &str) {

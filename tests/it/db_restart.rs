@@ -439,7 +439,7 @@ async fn restart_under_the_daemon(kind: Kind) {
             Instant::now() < deadline,
             "did not settle: {:?}",
             rows.iter()
-                .map(|r| (r.id, r.state.clone(), r.delivery.clone()))
+                .map(|r| (r.id, r.state, r.delivery))
                 .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;

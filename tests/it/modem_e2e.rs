@@ -14,7 +14,7 @@ use tokio::time::timeout;
 struct Rig {
     sim: SimHandle,
     modem: ModemHandle,
-    events: mpsc::Receiver<ModemEvent>,
+    events: mpsc::UnboundedReceiver<ModemEvent>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,7 +44,7 @@ async fn rig(mut cfg: SimConfig, tweak: impl FnOnce(&mut ModemConfig)) -> Rig {
     )
     .await
     .unwrap();
-    let (tx, events) = mpsc::channel(64);
+    let (tx, events) = mpsc::unbounded_channel();
     let mut mc = ModemConfig::new("m1", link.to_str().unwrap());
     mc.timeouts = fast_timeouts();
     mc.health_interval = Duration::from_secs(3600);
@@ -82,7 +82,7 @@ fn parts(to: &str, text: &str) -> Vec<pdu::EncodedPart> {
     pdu::encode_submit(to, text, &SubmitOptions::default()).unwrap()
 }
 
-async fn next_report(events: &mut mpsc::Receiver<ModemEvent>) -> (u8, u8) {
+async fn next_report(events: &mut mpsc::UnboundedReceiver<ModemEvent>) -> (u8, u8) {
     loop {
         let ev = timeout(Duration::from_secs(5), events.recv())
             .await
@@ -203,7 +203,7 @@ async fn messages_on_the_sim_at_start_are_read() {
     // Arrives while no daemon runs: the modem stores it (no CNMI routing yet).
     s.incoming("10086", "余额提醒：您的账户余额为 12.50 元。");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (tx, mut events) = mpsc::channel(8);
+    let (tx, mut events) = mpsc::unbounded_channel();
     let mut mc = ModemConfig::new("m1", link.to_str().unwrap());
     mc.timeouts = fast_timeouts();
     let _m = modem::spawn(mc, tx);
@@ -349,7 +349,7 @@ async fn sim_pin_is_entered_and_a_missing_pin_is_reported() {
 
 #[tokio::test]
 async fn a_missing_device_is_disconnected_with_the_reason() {
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mpsc::unbounded_channel();
     let m = modem::spawn(
         ModemConfig::new("m9", "/dev/serial/by-id/does-not-exist"),
         tx,

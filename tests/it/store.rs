@@ -457,7 +457,7 @@ async fn rows_from_other_systems_are_validated(s: &Store) {
         let row = s.get(c.id).await.unwrap().unwrap();
         states.push((row.state, row.last_error));
     }
-    assert_eq!(states[0], ("sent".into(), None));
+    assert_eq!(states[0], (smsgw::store::State::Sent, None));
     assert!(states[1]
         .1
         .as_deref()
@@ -498,6 +498,23 @@ async fn opt_outs_and_inbox(s: &Store) {
     );
 }
 
+/// Adds one part; when it completes its message (stored in the inbox in the same
+/// transaction), the parts it was joined from, in order.
+async fn add_fragment(s: &Store, f: &Fragment) -> Option<Vec<Fragment>> {
+    let mut parts = None;
+    let out = s
+        .add_fragment(f, |all| {
+            parts = Some(all.to_vec());
+            smsgw::dispatch::inbound::joined(all, &[])
+        })
+        .await
+        .unwrap();
+    match out {
+        smsgw::store::FragmentOutcome::Stored { .. } => parts,
+        _ => None,
+    }
+}
+
 async fn fragments_reassemble_across_restarts(s: &Store) {
     let f = |seq: i32, body: &str| Fragment {
         modem: "m1".into(),
@@ -508,22 +525,18 @@ async fn fragments_reassemble_across_restarts(s: &Store) {
         body: body.into(),
         received_at: Utc::now(),
     };
-    assert_eq!(s.add_fragment(&f(3, "三")).await.unwrap(), None);
-    assert_eq!(s.add_fragment(&f(1, "一")).await.unwrap(), None);
+    assert_eq!(add_fragment(s, &f(3, "三")).await, None);
+    assert_eq!(add_fragment(s, &f(1, "一")).await, None);
     assert_eq!(
-        s.add_fragment(&f(1, "一")).await.unwrap(),
+        add_fragment(s, &f(1, "一")).await,
         None,
         "a repeated part changes nothing"
     );
-    let all = s
-        .add_fragment(&f(2, "二"))
-        .await
-        .unwrap()
-        .expect("complete");
+    let all = add_fragment(s, &f(2, "二")).await.expect("complete");
     let text: String = all.iter().map(|f| f.body.as_str()).collect();
     assert_eq!(text, "一二三");
     // Consumed: a later message with the same reference starts afresh.
-    assert_eq!(s.add_fragment(&f(1, "new")).await.unwrap(), None);
+    assert_eq!(add_fragment(s, &f(1, "new")).await, None);
 }
 
 /// A concatenated incoming message whose other parts never came: found once its
@@ -545,7 +558,7 @@ async fn incomplete_messages_are_found_when_stale(s: &Store) {
         (10, 2, 1, "a"),
         (11, 3, 1, "x"),
     ] {
-        assert_eq!(s.add_fragment(&f(r, total, seq, body)).await.unwrap(), None);
+        assert_eq!(add_fragment(s, &f(r, total, seq, body)).await, None);
     }
     let two_hours_ago = match s.backend() {
         "sqlite" => "strftime('%Y-%m-%d %H:%M:%f', 'now', '-2 hours')",
@@ -558,7 +571,7 @@ async fn incomplete_messages_are_found_when_stale(s: &Store) {
     .await
     .unwrap();
     // Message 11 is still receiving: a part came just now.
-    assert_eq!(s.add_fragment(&f(11, 3, 2, "y")).await.unwrap(), None);
+    assert_eq!(add_fragment(s, &f(11, 3, 2, "y")).await, None);
     let before = Utc::now() - CDuration::hours(1);
     let stale = s.stale_fragments(before).await.unwrap();
     assert_eq!(stale.len(), 1, "{stale:?}");
@@ -575,11 +588,10 @@ async fn incomplete_messages_are_found_when_stale(s: &Store) {
     s.delete_fragments(&g.ids).await.unwrap();
     assert!(s.stale_fragments(before).await.unwrap().is_empty());
     // Its reference starts afresh; the others are untouched.
-    assert_eq!(s.add_fragment(&f(9, 3, 2, "二")).await.unwrap(), None);
+    assert_eq!(add_fragment(s, &f(9, 3, 2, "二")).await, None);
     assert_eq!(
-        s.add_fragment(&f(10, 2, 2, "b"))
+        add_fragment(s, &f(10, 2, 2, "b"))
             .await
-            .unwrap()
             .map(|all| all.len()),
         Some(2)
     );

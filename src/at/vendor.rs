@@ -1,7 +1,8 @@
 //! What the daemon does differently per modem family, as data: detected from
-//! `AT+CGMI`, or forced with `vendor = "..."` in a `[[modem]]` section.
+//! `AT+CGMI`, or forced with `vendor = "..."` in a `[[modem]]` section. Pure
+//! data beside the AT core, so the configuration can check a vendor's name.
 
-use crate::at::{Registry, UrcKind};
+use super::{Registry, UrcKind};
 
 /// A modem family's handling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,10 @@ pub struct Vendor {
     pub init: &'static [&'static str],
     /// Extra unsolicited patterns (`=LINE` for exact lines).
     pub urcs: &'static [(&'static str, UrcKind)],
+    /// Why this family's delivery reports must be routed (`+CDS`) rather than
+    /// stored (`+CDSI`); `None`: storing is preferred (nothing is lost while
+    /// smsgw restarts), routing is the fallback.
+    pub route_reports: Option<&'static str>,
 }
 
 pub const GENERIC: Vendor = Vendor {
@@ -23,6 +28,7 @@ pub const GENERIC: Vendor = Vendor {
     cpin_no_ok: false,
     init: &[],
     urcs: &[],
+    route_reports: None,
 };
 
 /// Known families. Order matters only for overlapping `matches`.
@@ -32,6 +38,9 @@ pub const VENDORS: &[Vendor] = &[
         matches: &["huawei"],
         // Silence ^RSSI/^BOOT/^MODE (they are swallowed anyway if this fails).
         init: &["AT^CURC=0"],
+        route_reports: Some(
+            "Huawei's AT interface specification (MU509, \u{a7}6.6): +CDSI is announced but a report in SR cannot be read",
+        ),
         ..GENERIC
     },
     Vendor {
@@ -50,6 +59,9 @@ pub const VENDORS: &[Vendor] = &[
     Vendor {
         name: "quectel",
         matches: &["quectel"],
+        route_reports: Some(
+            "EC25/EG25 announce +CDSI: \"SM\" for a report kept in SR that cannot be read back (asterisk-chan-quectel PR #75, Quectel forum)",
+        ),
         ..GENERIC
     },
     Vendor {
