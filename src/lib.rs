@@ -40,6 +40,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod dispatch;
+pub mod failpoint;
 pub mod instance;
 pub mod logging;
 pub mod metrics;

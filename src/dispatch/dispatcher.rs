@@ -157,6 +157,7 @@ impl Dispatcher {
         let steer = self.steer.clone();
         loop {
             steer.beat();
+            crate::failpoint::hit("dispatcher_loop");
             if *stop.borrow() {
                 break;
             }
@@ -382,6 +383,7 @@ impl Dispatcher {
                 return Err(e);
             }
         };
+        crate::failpoint::hit("after_hand_over");
         if !ours {
             warn!(id = c.id, "row was taken from us before its send; not sent");
             self.core.abandon(&plan);

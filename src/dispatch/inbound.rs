@@ -304,8 +304,12 @@ impl Inbound {
             // Behind others that wait: keep the order.
             return self.spill(entry);
         }
+        crate::failpoint::hit("before_record");
         match self.record(&entry).await {
-            Recorded::Done => self.delete(entry.modem(), entry.stored()),
+            Recorded::Done => {
+                crate::failpoint::hit("after_record_before_delete");
+                self.delete(entry.modem(), entry.stored())
+            }
             Recorded::Unmatched => self.unmatched.push((entry, now)),
             Recorded::Later(why) => {
                 warn!(error = %why, "cannot record a modem event yet; journaled and retried");
@@ -339,7 +343,10 @@ impl Inbound {
                 return;
             };
             match self.record(&e).await {
-                Recorded::Done => self.delete(e.modem(), e.stored()),
+                Recorded::Done => {
+                    crate::failpoint::hit("after_record_before_delete");
+                    self.delete(e.modem(), e.stored())
+                }
                 Recorded::Unmatched => self.unmatched.push((e, Utc::now())),
                 Recorded::Later(_) => return,
                 Recorded::Refused(why) => self.set_aside(&e, &why),

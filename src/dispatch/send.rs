@@ -60,6 +60,7 @@ pub async fn run(job: Job) -> Sent {
                     .nth(1)
                     .map(|s| i32::from(*s));
                 let verdict = acknowledged(&job, &p.part, next).await;
+                crate::failpoint::hit("after_part_record");
                 if verdict.is_ok() {
                     recorded.push(p.part.seq);
                 }

@@ -15,5 +15,6 @@ mod modem_e2e;
 mod packaging;
 mod pdu_props;
 mod pdu_vectors;
+mod restart;
 mod service;
 mod store;
