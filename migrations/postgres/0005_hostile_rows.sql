@@ -40,3 +40,20 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_send_at_usable CHECK (send_at IS NULL O
     (isfinite(send_at) AND send_at >= TIMESTAMPTZ '1000-01-01 00:00:00+00' AND send_at < TIMESTAMPTZ '10000-01-01 00:00:00+00'));
 ALTER TABLE outbox ADD CONSTRAINT outbox_expires_at_usable CHECK (expires_at IS NULL OR
     (isfinite(expires_at) AND expires_at >= TIMESTAMPTZ '1000-01-01 00:00:00+00' AND expires_at < TIMESTAMPTZ '10000-01-01 00:00:00+00'));
+
+-- A send time smsgw cannot use makes the row due at once (it is then rejected
+-- with the reason): never a row that waits for 'infinity' or the year 294276,
+-- even where the constraints above were dropped.
+CREATE OR REPLACE FUNCTION smsgw_outbox_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR (NEW.send_at IS DISTINCT FROM OLD.send_at AND NEW.state = 'queued') THEN
+        IF NEW.send_at IS NULL OR NOT (isfinite(NEW.send_at)
+                AND NEW.send_at >= TIMESTAMPTZ '1000-01-01 00:00:00+00'
+                AND NEW.send_at < TIMESTAMPTZ '10000-01-01 00:00:00+00') THEN
+            NEW.due_at := now();
+        ELSE
+            NEW.due_at := NEW.send_at;
+        END IF;
+    END IF;
+    RETURN NEW;
+END $$;

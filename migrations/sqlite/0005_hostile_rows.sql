@@ -20,12 +20,14 @@ UPDATE outbox SET state = 'rejected',
 UPDATE outbox SET state = 'rejected',
        last_error = 'send_at ' || quote(send_at) || ' is not UTC text YYYY-MM-DD HH:MM:SS',
        updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
- WHERE state IN ('queued', 'retrying') AND send_at IS NOT NULL AND typeof(send_at) <> 'text';
+ WHERE state IN ('queued', 'retrying') AND send_at IS NOT NULL
+   AND (typeof(send_at) <> 'text' OR strftime('%s', send_at) IS NULL);
 
 UPDATE outbox SET state = 'rejected',
        last_error = 'expires_at ' || quote(expires_at) || ' is not UTC text YYYY-MM-DD HH:MM:SS',
        updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
- WHERE state IN ('queued', 'retrying') AND expires_at IS NOT NULL AND typeof(expires_at) <> 'text';
+ WHERE state IN ('queued', 'retrying') AND expires_at IS NOT NULL
+   AND (typeof(expires_at) <> 'text' OR strftime('%s', expires_at) IS NULL);
 
 CREATE TRIGGER outbox_priority_integer_insert BEFORE INSERT ON outbox FOR EACH ROW
     WHEN typeof(NEW.priority) <> 'integer' OR NEW.priority NOT BETWEEN -2147483648 AND 2147483647

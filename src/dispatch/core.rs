@@ -224,6 +224,28 @@ impl Core {
             Verdict::Reject(e) => return Prepared::Decided(Decision::Reject(e)),
             Verdict::Expire => return Prepared::Decided(Decision::Expire),
         };
+        // A group no configured modem has can never be sent (it would come back
+        // every few seconds for ever): rejected, with the groups there are.
+        if let Some(g) = &c.modem_group {
+            if !self.slots.values().any(|s| s.group.as_deref() == Some(g)) {
+                let mut groups: Vec<&str> = self
+                    .slots
+                    .values()
+                    .filter_map(|s| s.group.as_deref())
+                    .collect();
+                groups.sort_unstable();
+                groups.dedup();
+                return Prepared::Decided(Decision::Reject(format!(
+                    "modem_group {}: no configured modem is in this group (groups: {})",
+                    contract::clip(g, 40),
+                    if groups.is_empty() {
+                        "none".to_string()
+                    } else {
+                        groups.join(", ")
+                    }
+                )));
+            }
+        }
         if let Some(due) = self.rules.quiet.held_until(&c.category, now) {
             return Prepared::Decided(Decision::Release {
                 due,
@@ -674,6 +696,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         r.modem_group = Some("nowhere".into());
+        match run(&mut core, &r, now) {
+            Decision::Reject(why) => assert!(why.contains("groups: branch, hq"), "{why}"),
+            other => panic!("a group no modem has would loop: {other:?}"),
+        }
+        // A group whose modems are all busy waits.
+        core.slots.get_mut("a").unwrap().busy = true;
+        core.slots.get_mut("c").unwrap().busy = true;
+        r.modem_group = Some("hq".into());
         assert!(matches!(
             run(&mut core, &r, now),
             Decision::Release {
