@@ -491,7 +491,9 @@ impl Fragment {
             &self.concat_ref.to_string(),
             &self.total.to_string(),
             &self.seq.to_string(),
-            &self.received_at.to_rfc3339(),
+            // Whole seconds: the network's timestamp has no more, and the
+            // backends keep different fractions.
+            &self.received_at.timestamp().to_string(),
             &self.body,
         ]);
         format!("{h:016x}")

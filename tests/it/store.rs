@@ -1083,6 +1083,193 @@ async fn activity_and_recipient_search(s: &Store) {
     assert!(s.find_recipient("abc").await.unwrap().is_empty());
 }
 
+/// A restarted instance settles what its predecessor (same identity) left in
+/// flight, without waiting for the lease: nothing on the wire -> queued again;
+/// the marked part not recorded -> ambiguous, keeping part and modem for a late
+/// +CMGS; every part recorded -> sent. Another identity's rows are untouched.
+async fn a_restart_settles_the_predecessors_rows_at_once(s: &Store) {
+    let now = Utc::now() + CDuration::seconds(1);
+    for i in 0..4 {
+        s.enqueue(&msg(&format!("1380013800{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let c = s.claim("me", 3, LEASE, now).await.unwrap();
+    let other = s.claim("other", 1, LEASE, now).await.unwrap();
+    let (idle, on_wire, done) = (c[0].id, c[1].id, c[2].id);
+    let until = now + CDuration::seconds(300);
+    assert!(s
+        .hand_over("me", on_wire, 2, "m7", 3, until, now)
+        .await
+        .unwrap());
+    let part = |seq| PartRecord {
+        seq,
+        total: 1,
+        modem: "m7".into(),
+        recipient: "13800138002".into(),
+        mr: Some(9),
+        submitted_at: now,
+        status: Delivery::Pending,
+    };
+    s.record_part(on_wire, &part(1)).await.unwrap();
+    assert!(s
+        .hand_over("me", done, 1, "m7", 1, until, now)
+        .await
+        .unwrap());
+    // The last part recorded (the marker stays on it), then the kill.
+    assert!(s
+        .part_acknowledged("me", done, &part(1), None, until)
+        .await
+        .unwrap());
+    let r = s.settle_predecessor("me", now).await.unwrap();
+    assert_eq!((r.retrying, r.ambiguous, r.sent), (1, 1, 1), "{r:?}");
+    let state = |id| async move { s.get(id).await.unwrap().unwrap() };
+    assert_eq!(state(idle).await.state, "retrying");
+    let amb = state(on_wire).await;
+    assert_eq!(amb.state, "ambiguous");
+    assert!(amb.last_error.unwrap().contains("part 2 on modem m7"));
+    let d = s.doubts_on("m7").await.unwrap();
+    assert_eq!(
+        (d.len(), d[0].id, d[0].seq, d[0].parts_total),
+        (1, on_wire, 2, 3)
+    );
+    let sent = state(done).await;
+    assert_eq!(
+        (sent.state.as_str(), sent.delivery.as_str()),
+        ("sent", "pending")
+    );
+    assert_eq!(
+        state(other[0].id).await.state,
+        "sending",
+        "another instance's row"
+    );
+    // The queued-again row is claimable at once.
+    assert_eq!(s.claim("me", 5, LEASE, now).await.unwrap()[0].id, idle);
+}
+
+/// The send's writes are guarded: a row whose lease was taken over cannot be
+/// handed over or advanced (the send stops), but the acknowledged part is
+/// recorded all the same (a fact).
+async fn a_lost_lease_stops_the_send_but_keeps_the_fact(s: &Store) {
+    let id = s.enqueue(&msg("10086", "x")).await.unwrap().id;
+    let now = Utc::now() + CDuration::seconds(1);
+    s.claim("a", 1, Duration::from_secs(10), now).await.unwrap();
+    let until = now + CDuration::seconds(10);
+    assert!(s.hand_over("a", id, 1, "m1", 2, until, now).await.unwrap());
+    // a's lease expires; b's rescuer settles it (part 1 in doubt); a renews too late.
+    let later = now + CDuration::seconds(11);
+    assert_eq!(s.rescue_expired(later).await.unwrap().ambiguous, 1);
+    assert_eq!(
+        s.renew_leases("a", later + CDuration::seconds(60))
+            .await
+            .unwrap(),
+        0
+    );
+    let p = PartRecord {
+        seq: 1,
+        total: 2,
+        modem: "m1".into(),
+        recipient: "10086".into(),
+        mr: Some(3),
+        submitted_at: now,
+        status: Delivery::Pending,
+    };
+    assert!(
+        !s.part_acknowledged("a", id, &p, Some(2), later)
+            .await
+            .unwrap(),
+        "no longer a's: the send must stop before part 2"
+    );
+    assert_eq!(
+        s.parts(id).await.unwrap().len(),
+        1,
+        "the acknowledged part is recorded"
+    );
+    assert!(!s
+        .hand_over("a", id, 2, "m1", 2, later, later)
+        .await
+        .unwrap());
+}
+
+/// The last part of an incoming message stores the whole message (and its
+/// opt-out) and removes the parts in one transaction; a part read again after
+/// that (a crash before its deletion from the SIM) is recognised, not kept
+/// for ever waiting for parts that came long ago.
+async fn the_last_fragment_stores_the_message_in_one_transaction(s: &Store) {
+    let at = Utc::now();
+    let f = |seq: i32, body: &str| Fragment {
+        modem: "m1".into(),
+        sender: "+8613912340000".into(),
+        concat_ref: 5,
+        total: 2,
+        seq,
+        body: body.into(),
+        received_at: at,
+    };
+    let keywords = vec!["TD".to_string()];
+    let join = |all: &[Fragment]| smsgw::dispatch::inbound::joined(all, &keywords);
+    assert_eq!(
+        s.add_fragment(&f(2, "D"), join).await.unwrap(),
+        smsgw::store::FragmentOutcome::Waiting
+    );
+    let smsgw::store::FragmentOutcome::Stored { message, new } =
+        s.add_fragment(&f(1, "T"), join).await.unwrap()
+    else {
+        panic!("the last part completes the message")
+    };
+    assert!(new && message.opt_out && message.body == "TD");
+    assert!(
+        s.is_opted_out("13912340000").await.unwrap(),
+        "the opt-out came with it"
+    );
+    assert!(s
+        .stale_fragments(Utc::now() + CDuration::hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.add_fragment(&f(1, "T"), join).await.unwrap(),
+        smsgw::store::FragmentOutcome::AlreadyStored,
+        "a part of a stored message read again"
+    );
+    assert!(s
+        .stale_fragments(Utc::now() + CDuration::hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+    // A new message reusing the 8-bit reference (other timestamps) is not confused with it.
+    let later = |seq: i32| Fragment {
+        received_at: at + CDuration::minutes(5),
+        ..f(seq, "x")
+    };
+    assert_eq!(
+        s.add_fragment(&later(1), join).await.unwrap(),
+        smsgw::store::FragmentOutcome::Waiting
+    );
+}
+
+/// Opt-outs and per-recipient counts compare E.164 forms, never a tail: a bare
+/// 8-digit local number opts out only itself.
+async fn numbers_are_compared_whole(s: &Store) {
+    s.add_opt_out("38001380", Some("TD"), "sms").await.unwrap();
+    assert!(s.is_opted_out("38001380").await.unwrap());
+    assert!(!s.is_opted_out("+8613838001380").await.unwrap());
+    assert!(!s.is_opted_out("13838001380").await.unwrap());
+    s.add_opt_out("8613900001111", Some("TD"), "sms")
+        .await
+        .unwrap();
+    assert!(s.is_opted_out("+8613900001111").await.unwrap());
+    assert!(s.is_opted_out("13900001111").await.unwrap());
+    assert!(s.is_opted_out("0086 139 0000 1111").await.unwrap());
+    assert!(!s.is_opted_out("+8613900001112").await.unwrap());
+}
+
+/// The database's clock, as one value on every backend.
+async fn the_database_clock_is_readable(s: &Store) {
+    let db = s.db_now().await.unwrap();
+    assert!((db - Utc::now()).num_seconds().abs() < 5, "{db}");
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -1116,6 +1303,11 @@ conformance!(
     urgent_categories_are_claimed_alone,
     operator_actions_apply_only_to_their_states,
     activity_and_recipient_search,
+    a_restart_settles_the_predecessors_rows_at_once,
+    a_lost_lease_stops_the_send_but_keeps_the_fact,
+    the_last_fragment_stores_the_message_in_one_transaction,
+    numbers_are_compared_whole,
+    the_database_clock_is_readable,
 );
 
 #[test]
