@@ -360,6 +360,10 @@ pub struct Engine {
     /// Reboot announcements end the modem's session (off while initialising,
     /// when boot lines are expected).
     watch_reboots: bool,
+    /// A modem just powered up: until then its late readiness lines (`SMS
+    /// Ready`, `+QIND: SMS DONE`...) are expected; only a first boot line (`RDY`,
+    /// `^SYSSTART`) means it started again.
+    boot_grace_until: Option<Instant>,
     /// A `+CMT`/`+CDS` header was seen; its PDU line comes next.
     two_line: Option<(UrcKind, Option<usize>)>,
     frames: Vec<Frame>,
@@ -382,6 +386,7 @@ impl Engine {
             consecutive_timeouts: 0,
             desyncs: 0,
             watch_reboots: false,
+            boot_grace_until: None,
             two_line: None,
             frames: Vec::new(),
             marker_refused: false,
@@ -405,6 +410,12 @@ impl Engine {
     /// ([`Event::Rebooted`]). Off while initialising (boot lines are expected then).
     pub fn watch_reboots(&mut self, on: bool) {
         self.watch_reboots = on;
+    }
+
+    /// The modem has just booted: its late readiness lines are expected until
+    /// `until`; a first boot line still counts as a restart.
+    pub fn expect_boot_lines(&mut self, until: Instant) {
+        self.boot_grace_until = Some(until);
     }
 
     /// Queues a command; it is written when the ones before it are done.
@@ -742,8 +753,13 @@ impl Engine {
 
     /// A reboot announcement, when watched: a boot marker, or a `+CPIN: READY`
     /// nobody asked for.
-    fn is_reboot(&self, line: &str, kind: Option<UrcKind>) -> bool {
+    fn is_reboot(&self, now: Instant, line: &str, kind: Option<UrcKind>) -> bool {
         if !self.watch_reboots {
+            return false;
+        }
+        if self.boot_grace_until.is_some_and(|t| now < t)
+            && !(line == "RDY" || line.starts_with("^SYSSTART"))
+        {
             return false;
         }
         let asked_cpin =
@@ -770,7 +786,7 @@ impl Engine {
             )));
         }
         let kind = self.registry.classify(&line);
-        let reboot = self.is_reboot(&line, kind);
+        let reboot = self.is_reboot(now, &line, kind);
         match &mut self.state {
             State::Busy(f) => {
                 if f.is_echo(&line) {

@@ -128,6 +128,8 @@ struct Session {
     rebooted: Option<String>,
     /// How delivery reports arrive in this session.
     reports: Option<ReportMode>,
+    /// Boot lines came while the session started: the modem just powered up.
+    saw_boot: bool,
 }
 
 impl Session {
@@ -257,7 +259,12 @@ impl Session {
             match ev {
                 Event::Done { id: d, outcome } if Some(d) == id => found = Some(outcome),
                 Event::Done { id: d, outcome } => debug!(id = d, ?outcome, "stale command outcome"),
-                Event::Urc(u) => self.urcs.push_back(u),
+                Event::Urc(u) => {
+                    if matches!(u, Urc::Ready { .. }) {
+                        self.saw_boot = true;
+                    }
+                    self.urcs.push_back(u)
+                }
                 Event::LateReply { lines, .. } => {
                     if let Some(mr) = parse::cmgs(&lines) {
                         self.late_mrs.push(mr);
@@ -342,6 +349,7 @@ impl Actor {
                         stale_mrs: Vec::new(),
                         rebooted: None,
                         reports: None,
+                        saw_boot: false,
                     };
                     let end = self.session(&mut s).await;
                     if matches!(end, End::Reset(_)) {
@@ -442,8 +450,13 @@ impl Actor {
             Ok(Err(reason)) => return End::Unusable(reason),
             Err(l) => return l.end(),
         }
-        // From here a boot line means the modem restarted under us.
+        // From here a boot line means the modem restarted under us (its late
+        // readiness lines excepted, if it booted while we initialised it).
         s.engine.watch_reboots(true);
+        if s.saw_boot {
+            s.engine
+                .expect_boot_lines((Instant::now() + Duration::from_secs(30)).into_std());
+        }
         for mr in std::mem::take(&mut s.stale_mrs) {
             let _ = self.events.send(ModemEvent::StaleSubmit {
                 modem: self.cfg.id.clone(),
@@ -621,10 +634,11 @@ impl Actor {
                 warn!(modem = %self.cfg.id, error = %e, "configured init command failed");
             }
         }
-        self.poll_health(s).await?;
         // Messages and reports already stored (also those left when smsgw died
         // before confirming them).
         self.read_stored(s).await?;
+        // Last: readiness (from here a reboot line means a restart).
+        self.poll_health(s).await?;
         Ok(Ok(()))
     }
 

@@ -56,7 +56,7 @@ const GENERIC: Profile = Profile {
     noise: &[],
     noise_every: None,
     urc_end: "\r\n",
-    report_mem: "SM",
+    report_mem: "SR",
     cds_leading_comma: false,
     echo_pdu_chunks: false,
     report_storage_broken: false,

@@ -42,6 +42,9 @@ pub enum Control {
     Garbage(usize),
     /// USB unplug: the device disappears for this long, then returns under a new name.
     Unplug(Duration),
+    /// The modem reboots where it is (a power dip, a watchdog in its firmware):
+    /// its settings are lost, its boot lines follow, the port stays.
+    Reboot,
     Stop,
 }
 
@@ -194,6 +197,7 @@ async fn run(
                     Some(Control::Hang(h)) => model.set_hung(h),
                     Some(Control::Registered(r)) => model.set_registered(now, r),
                     Some(Control::Garbage(n)) => model.inject_garbage(now, n),
+                    Some(Control::Reboot) => model.power_cycle(now),
                     Some(Control::Unplug(d)) => {
                         if let Some(l) = &link { let _ = std::fs::remove_file(l); }
                         let old = pty.path.clone();

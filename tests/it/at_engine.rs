@@ -749,3 +749,19 @@ fn every_reboot_announcement_is_one_and_huawei_boot_is_noise() {
         .iter()
         .any(|e| matches!(e, Event::Rebooted { .. })));
 }
+
+#[test]
+fn a_modem_that_just_booted_may_still_say_it_is_ready_but_rdy_is_a_restart() {
+    let mut h = Harness::new();
+    h.e.watch_reboots(true);
+    h.e.expect_boot_lines(h.now + Duration::from_secs(30));
+    h.feed(b"\r\nSMS Ready\r\n\r\n+CPIN: READY\r\n");
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Rebooted { .. })),
+        "late readiness lines of the boot just seen"
+    );
+    h.feed(b"\r\nRDY\r\n");
+    assert!(h.events().contains(&Event::Rebooted { line: "RDY".into() }));
+}
