@@ -356,7 +356,8 @@ impl Config {
         b = b.add_source(
             config::Environment::with_prefix("SMSGW")
                 .prefix_separator("_")
-                .separator("__"),
+                .separator("__")
+                .source(Some(overrides(std::env::vars()))),
         );
         let raw = b.build().map_err(|e| ConfigError::Load {
             path: file.display().to_string(),
@@ -535,6 +536,18 @@ impl Config {
     }
 }
 
+/// The `SMSGW_*` variables that configure: every setting lives in a section, so
+/// an override always names one (`SMSGW_DATABASE__URL`). Variables of the same
+/// prefix that are not settings (`SMSGW_CONFIG`, the file the command line
+/// reads; `SMSGW_DOCTOR_PIN`; `SMSGW_FAILPOINT`) are left out instead of being
+/// refused as unknown keys.
+pub fn overrides(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
+    vars.filter(|(k, _)| {
+        k.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("SMSGW_")) && k[6..].contains("__")
+    })
+    .collect()
+}
+
 /// `"21:00-08:00"` -> minutes after midnight (start, end).
 pub fn parse_window(w: &str) -> Option<(u32, u32)> {
     let (a, b) = w.split_once('-')?;
@@ -576,6 +589,21 @@ mod tests {
             0,
             "limits are off until configured"
         );
+    }
+
+    #[test]
+    fn only_section_keys_are_overrides() {
+        let vars = [
+            ("SMSGW_DATABASE__URL", "sqlite://x"),
+            ("SMSGW_CONFIG", "/etc/smsgw/smsgw.toml"),
+            ("SMSGW_FAILPOINT", "before_record"),
+            ("SMSGW_DOCTOR_PIN", "1234"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let m = overrides(vars.into_iter());
+        assert_eq!(m.len(), 1);
+        assert!(m.contains_key("SMSGW_DATABASE__URL"));
     }
 
     #[test]

@@ -204,6 +204,26 @@ impl Daemon {
             .await
             .context("reading the database's clock")?;
         clock.observe(before, db_now, clock.local());
+        // What the predecessor journaled while the database was away (parts the
+        // network acknowledged, reports, incoming messages) is recorded first:
+        // a part recorded is not one in doubt.
+        let steer = Arc::new(Steering::default());
+        let journal_path =
+            state_dir.join(format!("inbound-{}.journal", instance::file_name(&owner)));
+        let journal = crate::dispatch::journal::Shared::open(&journal_path)
+            .with_context(|| format!("opening the journal {}", journal_path.display()))?;
+        let rules = InboundRules::from_config(&cfg);
+        let fleet = Fleet::new(Vec::new());
+        let mut recorder = Inbound::new(
+            store.clone(),
+            fleet.clone(),
+            rules.clone(),
+            steer.clone(),
+            journal.clone(),
+            started_at,
+        )
+        .with_context(|| format!("opening the journal {}", journal_path.display()))?;
+        recorder.drain().await;
         // Before anything is dispatched: the predecessor's rows.
         let settled = store
             .settle_predecessor(&owner, clock.db())
@@ -228,12 +248,12 @@ impl Daemon {
             modems.push((m.clone(), h));
         }
         let configured = cfg.modems.clone();
-        let fleet = Fleet::new(handles);
-        let steer = Arc::new(Steering::default());
+        for h in handles {
+            fleet.add(h);
+        }
         let status = cfg.status.clone();
         let metrics_cfg = cfg.metrics.clone();
         let database_url = crate::store::redact_url(&cfg.database.url);
-        let rules = InboundRules::from_config(&cfg);
         let dispatcher = Dispatcher::new(
             cfg,
             store.clone(),
@@ -241,6 +261,7 @@ impl Daemon {
             modems,
             steer.clone(),
             clock.clone(),
+            journal,
         )
         .await?;
         let (stop, stop_rx) = watch::channel(false);
@@ -289,17 +310,7 @@ impl Daemon {
         } else {
             None
         };
-        let (inbound_rules, rules_rx) = watch::channel(rules.clone());
-        let journal = state_dir.join(format!("inbound-{}.journal", instance::file_name(&owner)));
-        let recorder = Inbound::new(
-            store.clone(),
-            fleet.clone(),
-            rules,
-            steer.clone(),
-            &journal,
-            started_at,
-        )
-        .with_context(|| format!("opening the journal {}", journal.display()))?;
+        let (inbound_rules, rules_rx) = watch::channel(rules);
         let inbound = supervisor.watch(
             "the recorder of modem events".into(),
             tokio::spawn(recorder.run(ev_rx, stop_inbound_rx, rules_rx)),

@@ -110,7 +110,8 @@ pub struct EnqueueArgs {
 
 /// `smsgw sim`: a simulated modem. While it runs, lines on standard input steer it:
 /// `incoming NUMBER TEXT`, `hang`, `unhang`, `unplug SECONDS`, `reboot`,
-/// `deregister`, `register`, `garbage N`, `quit`.
+/// `deregister`, `register`, `garbage N`, `storage` (prints what the SIM
+/// holds), `quit`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// Symlink to create at PATH pointing at the pty (a stable device path for a config).
@@ -524,7 +525,7 @@ fn sim_run(a: SimArgs) -> anyhow::Result<ExitCode> {
             h.path.display(),
             h.pts.borrow().display()
         );
-        println!("commands: incoming NUMBER TEXT | incomplete NUMBER TEXT (its last part lost) | hang | unhang | unplug SECONDS | reboot | deregister | register | garbage N | quit");
+        println!("commands: incoming NUMBER TEXT | incomplete NUMBER TEXT (its last part lost) | hang | unhang | unplug SECONDS | reboot | deregister | register | garbage N | storage | quit");
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         loop {
             tokio::select! {
@@ -549,6 +550,10 @@ fn sim_run(a: SimArgs) -> anyhow::Result<ExitCode> {
                         ("register", ..) => h.control(Control::Registered(true)),
                         ("garbage", Some(n), _) => h.control(Control::Garbage(n.parse().unwrap_or(64))),
                         ("reboot", ..) => h.control(Control::Reboot),
+                        ("storage", ..) => {
+                            let (sm, sr) = h.stored();
+                            println!("storage SM={sm} SR={sr}");
+                        }
                         ("quit", ..) => break,
                         ("", ..) => {}
                         _ => eprintln!("unknown command: {l}"),

@@ -63,6 +63,7 @@ pub struct Dispatcher {
     sends: JoinSet<Done>,
     /// Poll jitter, so several instances do not poll in lockstep.
     jitter: u64,
+    journal: super::journal::Shared,
 }
 
 impl Dispatcher {
@@ -73,6 +74,7 @@ impl Dispatcher {
         modems: Vec<(crate::config::Modem, ModemHandle)>,
         steer: Arc<Steering>,
         clock: Clock,
+        journal: super::journal::Shared,
     ) -> crate::store::Result<Dispatcher> {
         let rules = Rules::from_config(&cfg).expect("validated config");
         let now = clock.db();
@@ -102,6 +104,7 @@ impl Dispatcher {
             clock,
             sends: JoinSet::new(),
             jitter: seed,
+            journal,
         };
         for id in d.handles.keys() {
             d.publish_usage(id);
@@ -412,6 +415,7 @@ impl Dispatcher {
             lease: self.lease(),
             clock: self.clock.clone(),
             store: self.store.clone(),
+            journal: self.journal.clone(),
         };
         let seqs = plan.parts.iter().map(|p| p.seq).collect();
         let (modem, total, recipient, counted_at) =

@@ -13,7 +13,7 @@
 //! transient error) is set aside in `<journal>.rejected` with the reason, so it
 //! never holds up the others.
 
-use super::journal::Journal;
+use super::journal::Shared;
 use super::policy;
 use super::steer::Steering;
 use crate::modem::{Fleet, ModemEvent, StoredAt};
@@ -25,7 +25,6 @@ use crate::store::{
 use chrono::{DateTime, Duration as CDuration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -86,6 +85,9 @@ pub enum Entry {
         message: InboxMessage,
         stored: Option<StoredAt>,
     },
+    /// A part the network acknowledged whose record failed (the database was
+    /// away): the fact that message `id`'s part went, with its reference.
+    Part { id: i64, part: PartRecord },
 }
 
 impl Entry {
@@ -94,6 +96,7 @@ impl Entry {
             Entry::Report { update, .. } => &update.modem,
             Entry::Fragment { fragment, .. } => &fragment.modem,
             Entry::Inbox { message, .. } => &message.modem,
+            Entry::Part { part, .. } => &part.modem,
         }
     }
 
@@ -102,6 +105,7 @@ impl Entry {
             Entry::Report { stored, .. }
             | Entry::Fragment { stored, .. }
             | Entry::Inbox { stored, .. } => stored.as_ref(),
+            Entry::Part { .. } => None,
         }
     }
 }
@@ -133,7 +137,7 @@ pub struct Inbound {
     fleet: Fleet,
     rules: InboundRules,
     steer: Arc<Steering>,
-    journal: Journal,
+    journal: Shared,
     /// The loaded head of the journal, oldest first.
     window: VecDeque<Entry>,
     unmatched: Vec<(Entry, DateTime<Utc>)>,
@@ -149,10 +153,9 @@ impl Inbound {
         fleet: Fleet,
         rules: InboundRules,
         steer: Arc<Steering>,
-        journal: &Path,
+        journal: Shared,
         started_at: DateTime<Utc>,
     ) -> std::io::Result<Inbound> {
-        let journal = Journal::open(journal)?;
         if journal.pending() > 0 {
             info!(entries = journal.pending(), journal = %journal.path().display(), "modem events kept from before the restart; recording them");
         }
@@ -328,7 +331,9 @@ impl Inbound {
     }
 
     /// Records the journal's entries in order until the database refuses one.
-    async fn drain(&mut self) {
+    /// Run once at start, before the predecessor's rows are settled: a part it
+    /// journaled is then recorded, not taken for one in doubt.
+    pub async fn drain(&mut self) {
         loop {
             if self.window.is_empty() {
                 match self.journal.load::<Entry>(WINDOW) {
@@ -411,15 +416,22 @@ impl Inbound {
                     info!(id, modem = %update.modem, mr = update.mr, status = update.status.as_str(), "delivery report recorded");
                     Recorded::Done
                 }
-                None if Utc::now() - update.report_at < UNMATCHED_GRACE => {
+                // Kept and tried again for a while (its part may be recorded
+                // later, even from the journal after an outage).
+                None => {
                     debug!(modem = %update.modem, mr = update.mr, "delivery report matches no recorded part yet; kept");
                     Recorded::Unmatched
                 }
-                None => {
-                    warn!(modem = %update.modem, mr = update.mr, to = %update.recipient.escape_debug(), "delivery report matches no sent part");
-                    Recorded::Done
-                }
             },
+            Entry::Part { id, part } => {
+                self.store.record_part(*id, part).await?;
+                info!(
+                    id,
+                    part = part.seq,
+                    "an acknowledged part kept in the journal is recorded"
+                );
+                Recorded::Done
+            }
             Entry::Fragment { fragment, .. } => {
                 let keywords = self.rules.opt_out_keywords.clone();
                 let join = move |all: &[Fragment]| joined(all, &keywords);

@@ -157,3 +157,41 @@ mod tests {
         assert_eq!(j.load::<u32>(10).unwrap(), [7, 8]);
     }
 }
+
+/// One journal for the whole daemon: the recorder of modem events and the
+/// sends (an acknowledged part whose record failed) append to it; the recorder
+/// records and confirms in order.
+#[derive(Debug, Clone)]
+pub struct Shared(std::sync::Arc<std::sync::Mutex<Journal>>);
+
+impl Shared {
+    pub fn open(path: &Path) -> io::Result<Shared> {
+        Ok(Shared(std::sync::Arc::new(std::sync::Mutex::new(
+            Journal::open(path)?,
+        ))))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn append<T: Serialize>(&self, entry: &T) -> io::Result<()> {
+        self.lock().append(entry)
+    }
+
+    pub fn load<T: DeserializeOwned>(&self, max: usize) -> io::Result<Vec<T>> {
+        self.lock().load(max)
+    }
+
+    pub fn confirm(&self) -> io::Result<()> {
+        self.lock().confirm()
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.lock().pending()
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.lock().path().to_path_buf()
+    }
+}

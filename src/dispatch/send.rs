@@ -7,6 +7,8 @@
 //! stops before its next part.
 
 use super::clock::Clock;
+use super::inbound::Entry;
+use super::journal::Shared;
 use crate::modem::{ModemHandle, PartSent, Progress, SendReport};
 use crate::pdu::EncodedPart;
 use crate::store::{Delivery, PartRecord, Store};
@@ -31,6 +33,8 @@ pub struct Job {
     pub lease: Duration,
     pub clock: Clock,
     pub store: Store,
+    /// Where an acknowledged part goes when its record fails.
+    pub journal: Shared,
 }
 
 /// How a send went.
@@ -95,7 +99,19 @@ async fn acknowledged(job: &Job, p: &PartSent, next: Option<i32>) -> Result<(), 
     let write = job
         .store
         .part_acknowledged(&job.owner, job.id, &rec, next, until);
-    match tokio::time::timeout(RECORD_TIMEOUT, write).await {
+    let r = tokio::time::timeout(RECORD_TIMEOUT, write).await;
+    if !matches!(r, Ok(Ok(_))) {
+        // The database is away: the fact goes to the journal (synced) before the
+        // send stops, so that a kill now loses it not.
+        let e = Entry::Part {
+            id: job.id,
+            part: rec.clone(),
+        };
+        if let Err(err) = job.journal.append(&e) {
+            warn!(id = job.id, error = %err, "cannot journal an acknowledged part");
+        }
+    }
+    match r {
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => {
             warn!(

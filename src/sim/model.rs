@@ -316,6 +316,12 @@ impl SimModem {
         self.due.first().map(|(t, _)| *t)
     }
 
+    /// Messages and reports the modem holds now: (SM used, SR used).
+    pub fn stored(&self) -> (usize, usize) {
+        let used = |m: &Vec<Option<Stored>>| m.iter().filter(|s| s.is_some()).count();
+        (used(&self.sm), used(&self.sr))
+    }
+
     /// Parts the network received since the last call.
     pub fn drain_submitted(&mut self) -> Vec<Submitted> {
         std::mem::take(&mut self.submitted)

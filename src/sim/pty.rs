@@ -57,9 +57,15 @@ pub struct SimHandle {
     /// The current `/dev/pts/N` (changes after an unplug).
     pub pts: watch::Receiver<PathBuf>,
     submitted: Arc<Mutex<Vec<Submitted>>>,
+    stored: Arc<Mutex<(usize, usize)>>,
 }
 
 impl SimHandle {
+    /// What the modem's memories hold now: (SM used, SR used).
+    pub fn stored(&self) -> (usize, usize) {
+        *self.stored.lock().expect("stored lock")
+    }
+
     pub fn control(&self, c: Control) {
         // The runner outlives every handle's use in practice; a stopped one ignores controls.
         let _ = self.tx.send(c);
@@ -76,6 +82,12 @@ impl SimHandle {
     pub fn submitted(&self) -> Vec<Submitted> {
         self.submitted.lock().expect("record lock").clone()
     }
+}
+
+/// What the handle reads of the running model.
+struct Views {
+    submitted: Arc<Mutex<Vec<Submitted>>>,
+    stored: Arc<Mutex<(usize, usize)>>,
 }
 
 struct Pty {
@@ -126,6 +138,7 @@ pub async fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let (pts_tx, pts_rx) = watch::channel(pty.path.clone());
     let submitted = Arc::new(Mutex::new(Vec::new()));
+    let stored = Arc::new(Mutex::new((0, 0)));
     let record = match record {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -140,9 +153,11 @@ pub async fn spawn(
         path: link.clone().unwrap_or_else(|| pty.path.clone()),
         pts: pts_rx,
         submitted: submitted.clone(),
+        stored: stored.clone(),
     };
     let model = SimModem::new(cfg, Instant::now().into_std());
-    tokio::spawn(run(model, pty, link, rx, pts_tx, submitted, record));
+    let views = Views { submitted, stored };
+    tokio::spawn(run(model, pty, link, rx, pts_tx, views, record));
     Ok(handle)
 }
 
@@ -152,9 +167,10 @@ async fn run(
     link: Option<PathBuf>,
     mut rx: mpsc::UnboundedReceiver<Control>,
     pts: watch::Sender<PathBuf>,
-    submitted: Arc<Mutex<Vec<Submitted>>>,
+    views: Views,
     mut record: Option<std::fs::File>,
 ) {
+    let Views { submitted, stored } = views;
     let mut buf = [0u8; 4096];
     loop {
         // Publish what reached the network before writing the answers that
@@ -169,6 +185,7 @@ async fn run(
             }
             submitted.lock().expect("record lock").extend(parts);
         }
+        *stored.lock().expect("stored lock") = model.stored();
         let now = Instant::now().into_std();
         while let Some(out) = model.poll_output(now) {
             if write_all(&pty.master, &out).await.is_err() {

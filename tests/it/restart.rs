@@ -318,3 +318,124 @@ async fn kill_and_restart(backend: &str) {
         admin.execute_raw(&sql).await.unwrap();
     }
 }
+
+/// What the simulator `s` holds in its memories: (SM used, SR used).
+fn sim_storage(s: &mut Child) -> (usize, usize) {
+    use std::io::BufRead;
+    s.stdin.as_mut().unwrap().write_all(b"storage\n").unwrap();
+    let mut out = std::io::BufReader::new(s.stdout.as_mut().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the simulator ended");
+        if let Some(rest) = line.trim().strip_prefix("storage ") {
+            let v: Vec<usize> = rest
+                .split(' ')
+                .map(|kv| kv.split_once('=').unwrap().1.parse().unwrap())
+                .collect();
+            return (v[0], v[1]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_a_report_record_and_its_delete_loses_nothing_sqlite() {
+    kill_around_the_record("sqlite", "after_record_before_delete").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_reading_a_report_and_its_record_loses_nothing_sqlite() {
+    kill_around_the_record("sqlite", "before_record").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_a_report_record_and_its_delete_loses_nothing_postgres() {
+    kill_around_the_record("postgres", "after_record_before_delete").await
+}
+
+/// A stored report (and a stored incoming message) read from the modem, and
+/// the daemon killed just before its record, or between its record and its
+/// delete from the modem: after the restart it is recorded exactly once and
+/// deleted. (The delete never comes before the record.)
+async fn kill_around_the_record(backend: &str, point: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some((url, drop_db)) = database(backend, d).await else {
+        return;
+    };
+    let mut sims = Reap(vec![sim(d, "s1", &["--latency-ms", "50"])]);
+    let cfg = d.join("smsgw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n[[modem]]\nid = \"s1\"\ndevice = \"{}\"\n\n\
+             [quiet_hours]\ntimezone = \"Asia/Shanghai\"\n\n[sending]\npoll_secs = 1\n",
+            d.join("s1").display()
+        ),
+    )
+    .unwrap();
+    let store = migrated(&url).await;
+    let log = d.join("daemon.log");
+    let id = store
+        .enqueue(&NewMessage::new("+8613800000001", "report me"))
+        .await
+        .unwrap()
+        .id;
+    let mut first = daemon(&cfg, &log, &[("SMSGW_FAILPOINT", point)]);
+    // The part goes; its report is stored on the modem and read: the daemon dies.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the failpoint was never reached");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "killed: {status:?}");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("failpoint"), "{log_text}");
+    let row = store.get(id).await.unwrap().unwrap();
+    let parts = store.parts(id).await.unwrap();
+    assert_eq!(parts.len(), 1, "{log_text}");
+    let part = &parts[0];
+    let recorded = part.status == smsgw::store::Delivery::Delivered;
+    assert_eq!(
+        recorded,
+        point == "after_record_before_delete",
+        "{point}: the report is recorded before the kill only when the point is after it ({row:?})"
+    );
+    assert_eq!(sim_storage(&mut sims.0[0]).1, 1, "still on the modem");
+    // A customer's message arrives while nobody listens: it waits on the SIM.
+    sims.0[0]
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"incoming +8613900000002 hello\n")
+        .unwrap();
+    let second = Reap(vec![daemon(&cfg, &log, &[])]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let delivered = store.get(id).await.unwrap().unwrap().delivery == "delivered";
+        let storage = sim_storage(&mut sims.0[0]);
+        if delivered && storage == (0, 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivered {delivered}, modem holds {storage:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let inbox = store
+        .execute_raw("UPDATE inbox SET opt_out = opt_out WHERE body = 'hello'")
+        .await
+        .unwrap();
+    assert_eq!(inbox, 1, "the incoming message once");
+    assert_eq!(network(d, &["s1"]).len(), 1, "the part once");
+    drop(second);
+    drop(store);
+    if let Some((admin, sql)) = drop_db {
+        admin.execute_raw(&sql).await.unwrap();
+    }
+}
