@@ -156,6 +156,9 @@ impl Dispatcher {
         let every = Duration::from_secs((lease_secs / 2).clamp(1, 30));
         let mut housekeeping = tokio::time::interval(every);
         let mut renew = tokio::time::interval(Duration::from_secs((lease_secs / 3).max(1)));
+        // Also when the next lease expires: a dead instance's rows are taken over
+        // as their lease ends.
+        let mut rescue_at = tokio::time::Instant::now() + every;
         let mut db_backoff = Duration::from_millis(500);
         let steer = self.steer.clone();
         loop {
@@ -191,7 +194,14 @@ impl Dispatcher {
                     Err(e) => return Err(format!("a send task died: {e}")),
                 },
                 Some(r) = reload.recv() => self.reload(r).await,
-                _ = housekeeping.tick() => self.housekeeping().await,
+                _ = housekeeping.tick() => {
+                    self.housekeeping().await;
+                    rescue_at = self.next_rescue(every).await;
+                }
+                _ = tokio::time::sleep_until(rescue_at) => {
+                    self.rescue().await;
+                    rescue_at = self.next_rescue(every).await;
+                }
                 _ = renew.tick(), if !self.sends.is_empty() => {
                     let until = self.lease_until();
                     if let Err(e) = self.store.renew_leases(&self.owner, until).await {
@@ -224,8 +234,17 @@ impl Dispatcher {
             Ok(db) => self.clock.observe(before, db, self.clock.local()),
             Err(e) => return warn!(error = %e, "cannot read the database's clock"),
         }
+        self.rescue().await;
         let now = self.clock.db();
-        match self.store.rescue_expired(now).await {
+        let cutoff = now - CDuration::hours(i64::from(self.cfg.sending.report_timeout_hours));
+        if let Err(e) = self.store.expire_pending_delivery(cutoff).await {
+            warn!(error = %e, "delivery timeout update failed");
+        }
+    }
+
+    /// Settles the rows whose lease expired (their holder stopped).
+    async fn rescue(&mut self) {
+        match self.store.rescue_expired(self.clock.db()).await {
             Ok(r) if r.retrying + r.ambiguous + r.sent > 0 => {
                 warn!(
                     retrying = r.retrying,
@@ -237,9 +256,20 @@ impl Dispatcher {
             Ok(_) => {}
             Err(e) => warn!(error = %e, "lease rescue failed"),
         }
-        let cutoff = now - CDuration::hours(i64::from(self.cfg.sending.report_timeout_hours));
-        if let Err(e) = self.store.expire_pending_delivery(cutoff).await {
-            warn!(error = %e, "delivery timeout update failed");
+    }
+
+    /// When to look for expired leases next: as the next one expires, at the
+    /// latest after `every`.
+    async fn next_rescue(&self, every: Duration) -> tokio::time::Instant {
+        let latest = tokio::time::Instant::now() + every;
+        match self.store.next_lease_expiry().await {
+            Ok(Some(t)) => {
+                let wait = (t - self.clock.db() + CDuration::milliseconds(50))
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                (tokio::time::Instant::now() + wait).min(latest)
+            }
+            _ => latest,
         }
     }
 

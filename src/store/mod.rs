@@ -353,6 +353,11 @@ impl Store {
         on_db!(self.settle(None, now))
     }
 
+    /// When the next lease (of any instance) expires, on the database's clock.
+    pub async fn next_lease_expiry(&self) -> Result<Option<DateTime<Utc>>> {
+        on_db!(self.next_lease_expiry())
+    }
+
     pub async fn get(&self, id: i64) -> Result<Option<OutboxRow>> {
         on_db!(self.get(id))
     }

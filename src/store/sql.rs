@@ -164,6 +164,8 @@ const SETTLE_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = ?, attemp
         lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = ?
      WHERE id = ? AND state = 'sending' AND lease_owner = ? AND lease_until = ?";
 
+const NEXT_EXPIRY: &str = "SELECT MIN(lease_until) FROM outbox WHERE state = 'sending'";
+
 const OPERATE: &str = "UPDATE outbox SET state = ?, due_at = ?, updated_at = ?,
         last_error = COALESCE(?, last_error), inflight_part = NULL
      WHERE id = ? AND state IN (?, ?, ?, ?)";
@@ -606,6 +608,13 @@ where
             }
         }
         Ok(done)
+    }
+
+    /// When the next lease of any holder expires (the rescuer wakes then: a dead
+    /// instance's rows are taken over when their lease ends, not a period later).
+    pub async fn next_lease_expiry(&self) -> Result<Option<DateTime<Utc>>> {
+        let r = sqlx::query(NEXT_EXPIRY).fetch_one(&self.pool).await?;
+        Ok(r.try_get::<Option<Ts>, _>(0)?.map(|t| t.0))
     }
 
     /// Reads one row back (another system's values read leniently: a row smsgw

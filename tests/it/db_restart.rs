@@ -513,3 +513,110 @@ async fn inbox_count(kind: Kind, url: &str, sender: &str, body: &str) -> i64 {
         }
     }
 }
+
+/// A database outage longer than anything kept in memory, with the daemon
+/// killed (SIGKILL) in the middle of it and started again after: every delivery
+/// report and every incoming message that arrived meanwhile is recorded exactly
+/// once, and every part acknowledged meanwhile too. The routed reports (the
+/// Huawei modem routes them) and the acknowledged parts existed only in the
+/// daemon: they come back from its journal; the stored reports and messages
+/// waited on the SIMs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_with_a_kill_in_the_middle_records_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_dir = d.join("server");
+    std::fs::create_dir(&server_dir).unwrap();
+    let Some(mut server) = Server::create(Kind::Postgres, &server_dir) else {
+        return;
+    };
+    let (url, store) = server.database().await;
+    let mut sims = Reap(vec![
+        sim(d, "s1", &["--latency-ms", "300-600"]),
+        sim(d, "s2", &["--profile", "huawei", "--latency-ms", "300-600"]),
+    ]);
+    let n = 24;
+    queue_campaign(&store, n, "+86135").await;
+    let mut first = Reap(vec![daemon(d, &url, &["s1", "s2"])]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records(d).len() < 6 {
+        assert!(Instant::now() < deadline, "the campaign did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.crash();
+    // Customers reply while it is down.
+    for (s, line) in [
+        (0, "incoming +8613900000011 改到周三\n"),
+        (1, "incoming +8613900000012 退订\n"),
+    ] {
+        sims.0[s]
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+    }
+    // Past the parts' record timeout: the parts on the wire are acknowledged
+    // and journaled, their reports (routed on s2) too.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let sent_while_down = records(d).len();
+    first.0[0].kill().unwrap();
+    first.0[0].wait().unwrap();
+    first.0.clear();
+    let journal_before = std::fs::read_dir(d).unwrap().filter_map(|e| e.ok()).count();
+    assert!(journal_before > 0);
+    server.start();
+    let _second = Reap(vec![daemon(d, &url, &["s1", "s2"])]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let rows = loop {
+        let mut rows = Vec::new();
+        for id in 1..=n as i64 {
+            if let Ok(Some(row)) = store.get(id).await {
+                rows.push(row);
+            }
+        }
+        if rows.len() == n
+            && rows
+                .iter()
+                .all(|r| r.state == "sent" && r.delivery == "delivered")
+        {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all sent and delivered: {:?}\n{}",
+            rows.iter()
+                .filter(|r| !(r.state == "sent" && r.delivery == "delivered"))
+                .map(|r| (r.id, r.state, r.delivery))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(d.join("daemon.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let mut seen: HashMap<(String, u8), usize> = HashMap::new();
+    for r in records(d) {
+        *seen.entry((r.to, r.part)).or_default() += 1;
+    }
+    assert!(
+        seen.values().all(|c| *c == 1),
+        "a part went twice: {seen:?}"
+    );
+    assert_eq!(rows.len(), n);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = inbox_count(Kind::Postgres, &url, "%13900000011", "改到周三").await;
+        let b = inbox_count(Kind::Postgres, &url, "%13900000012", "退订").await;
+        if a == 1 && b == 1 {
+            break;
+        }
+        assert!(a <= 1 && b <= 1, "stored twice: {a} {b}");
+        assert!(Instant::now() < deadline, "incoming lost: {a} {b}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(store.is_opted_out("13900000012").await.unwrap());
+    let log = std::fs::read_to_string(d.join("daemon.log")).unwrap();
+    assert!(
+        log.contains("modem events kept from before the restart"),
+        "the journal was used ({sent_while_down} parts on the network when the daemon was killed): {log}"
+    );
+}

@@ -439,3 +439,173 @@ async fn kill_around_the_record(backend: &str, point: &str) {
         admin.execute_raw(&sql).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_one_killed_for_good_and_a_skewed_clock_postgres() {
+    two_instances("postgres").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_one_killed_for_good_and_a_skewed_clock_mariadb() {
+    two_instances("mysql").await
+}
+
+/// Two instances on one database, B's machine clock five minutes fast. While
+/// both run, B never takes A's rows (leases run on the database's clock: on B's
+/// own clock every lease of A's would look expired). Then A is killed and never
+/// comes back: B settles A's rows within the lease and finishes the campaign;
+/// nothing reaches the network twice.
+async fn two_instances(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some((url, drop_db)) = database(backend, d).await else {
+        return;
+    };
+    let names = ["a1", "a2", "b1", "b2"];
+    let mut sims = Reap(
+        names
+            .iter()
+            .map(|n| sim(d, n, &["--latency-ms", "300-600"]))
+            .collect(),
+    );
+    let lease = 12;
+    let cfg = |me: &str, skew: i64| {
+        let modems: String = names
+            .iter()
+            .filter(|n| n.starts_with(me))
+            .map(|n| {
+                format!(
+                    "[[modem]]\nid = \"{n}\"\ndevice = \"{}\"\nsend_timeout_secs = 5\n\n",
+                    d.join(n).display()
+                )
+            })
+            .collect();
+        let path = d.join(format!("{me}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n[instance]\nclock_skew_secs = {skew}\n\n{modems}\
+                 [quiet_hours]\ntimezone = \"Asia/Shanghai\"\n\n[sending]\npoll_secs = 1\nlease_secs = {lease}\nurgent_categories = []\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (cfg_a, cfg_b) = (cfg("a", 0), cfg("b", 300));
+    let store = migrated(&url).await;
+    let n = 160i64;
+    for i in 0..n {
+        store
+            .enqueue(&NewMessage::new(
+                &format!("+86136{i:08}"),
+                &format!("提醒 {i}"),
+            ))
+            .await
+            .unwrap();
+    }
+    let (log_a, log_b) = (d.join("a.log"), d.join("b.log"));
+    let mut a = daemon(&cfg_a, &log_a, &[]);
+    let _b = Reap(vec![daemon(&cfg_b, &log_b, &[])]);
+    // Longer than B's housekeeping period (half the lease): B looks for expired
+    // leases while A is alive and sending.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    // A dies for good, with rows in its hands.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let killed = Instant::now();
+    let a_owner = std::fs::read_to_string(&log_a)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.split("owner=").nth(1))
+        .map(|o| {
+            o.split_whitespace()
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        })
+        .expect("A logged its identity");
+    let a_rows: Vec<i64> = rows(&store, n)
+        .await
+        .iter()
+        .filter(|r| r.state == "sending" && r.lease_owner.as_deref() == Some(a_owner.as_str()))
+        .map(|r| r.id)
+        .collect();
+    // B settles A's rows once their lease expired (at its next housekeeping).
+    let took_over = loop {
+        let mut held = 0;
+        for id in &a_rows {
+            let r = store.get(*id).await.unwrap().unwrap();
+            if r.state == "sending" && r.lease_owner.as_deref() == Some(a_owner.as_str()) {
+                held += 1;
+            }
+        }
+        if held == 0 {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(lease * 2 + 5),
+            "A's rows still held {:?} after its kill",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let all = rows(&store, n).await;
+        if all
+            .iter()
+            .all(|r| r.state.is_final() || r.state == "ambiguous")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not finished: {:?}",
+            all.iter()
+                .filter(|r| !r.state.is_final())
+                .map(|r| (r.id, r.state, r.lease_owner.clone()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let finished = killed.elapsed();
+    for s in &mut sims.0 {
+        let _ = s.stdin.as_mut().unwrap().write_all(b"quit\n");
+        let _ = s.wait();
+    }
+    let net = network(d, &names);
+    let mut seen = HashSet::new();
+    for r in &net {
+        assert!(seen.insert((r.to.clone(), r.part)), "sent twice: {r:?}");
+    }
+    let log_a_text = std::fs::read_to_string(&log_a).unwrap_or_default();
+    assert!(
+        !log_a_text.contains("taken from us"),
+        "B took a row from a live A: {log_a_text}"
+    );
+    let sent_by: HashMap<&str, usize> = names
+        .iter()
+        .map(|m| (*m, net.iter().filter(|r| r.modem == *m).count()))
+        .collect();
+    assert!(
+        sent_by["a1"] + sent_by["a2"] > 0 && sent_by["b1"] + sent_by["b2"] > 0,
+        "{sent_by:?}"
+    );
+    assert!(!a_rows.is_empty(), "A had rows in its hands when it died");
+    assert!(
+        took_over <= Duration::from_secs(lease + 1),
+        "A's rows taken over after {took_over:?} (lease {lease} s)"
+    );
+    eprintln!(
+        "FIGURES {backend}: {} rows in A's hands at its kill taken over {:.1} s later (lease {lease} s); \
+         the campaign finished {:.1} s after the kill; sent by {sent_by:?}",
+        a_rows.len(),
+        took_over.as_secs_f64(),
+        finished.as_secs_f64()
+    );
+    drop(store);
+    if let Some((admin, sql)) = drop_db {
+        admin.execute_raw(&sql).await.unwrap();
+    }
+}
