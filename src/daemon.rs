@@ -284,6 +284,7 @@ impl Daemon {
                 started_at,
                 started,
                 database_url,
+                slow: Default::default(),
             });
             let task = tokio::spawn(server::serve(listener, path.clone(), ctx, stop_rx.clone()));
             info!(socket = %path.display(), "status socket listening");

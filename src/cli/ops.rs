@@ -164,7 +164,12 @@ async fn dispatch(cmd: OpsCommand) -> Result<(), ClientError> {
             if c.json {
                 let s = cl.raw(Request::Summary).await?;
                 let m = cl.raw(Request::Modems).await?;
-                let q = cl.raw(Request::Queue).await?;
+                // As in the table: the queue needs the database, the rest not.
+                let q = match cl.raw(Request::Queue).await {
+                    Ok(q) => q,
+                    Err(ClientError::Refused(e)) => serde_json::json!({"unavailable": e.message}),
+                    Err(e) => return Err(e),
+                };
                 print_json(&serde_json::json!({"summary": s, "modems": m, "queue": q}));
             } else {
                 print!("{}", status_text(&mut cl).await?);
@@ -332,15 +337,25 @@ pub fn render_summary(s: &Summary) -> String {
     if let Some(c) = &s.config_file {
         let _ = writeln!(o, "config    {c}");
     }
-    let _ = writeln!(
-        o,
-        "sending   {}",
-        if s.sending_paused {
-            "PAUSED (smsgw resume)"
-        } else {
-            "on"
-        }
-    );
+    let stalled = |v: Option<f64>| v.filter(|s| *s > super::super::control::proto::STALLED_SECS);
+    let sending = if let Some(secs) = stalled(s.dispatcher_silent_secs) {
+        format!(
+            "STALLED: the dispatcher has made no progress for {} (nothing is dispatched)",
+            duration(secs as u64)
+        )
+    } else if s.sending_paused {
+        "PAUSED (smsgw resume)".to_string()
+    } else {
+        "on".to_string()
+    };
+    let _ = writeln!(o, "sending   {sending}");
+    if let Some(secs) = stalled(s.recorder_busy_secs) {
+        let _ = writeln!(
+            o,
+            "recorder  STALLED: one write has taken {} (reports and incoming messages wait)",
+            duration(secs as u64)
+        );
+    }
     let _ = writeln!(o, "modems    {}/{} ready", s.modems_ready, s.modems_total);
     match s.waiting {
         Some(w) => {
@@ -563,5 +578,14 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.contains("sending   on"), "{text}");
+        s.dispatcher_silent_secs = Some(95.0);
+        s.recorder_busy_secs = Some(0.0);
+        let text = render_summary(&s);
+        assert!(
+            text.contains("STALLED: the dispatcher has made no progress for 1m35s"),
+            "{text}"
+        );
+        assert!(!text.contains("recorder"), "{text}");
     }
 }

@@ -239,9 +239,20 @@ pub struct Summary {
     /// refused their write; written when it answers again.
     #[serde(default)]
     pub unrecorded: usize,
+    /// Seconds since the dispatcher's loop last made progress (absent from
+    /// older daemons). Over [`STALLED_SECS`] the status says it is stalled.
+    #[serde(default)]
+    pub dispatcher_silent_secs: Option<f64>,
+    /// Seconds the recorder of modem events has been on one piece of work.
+    #[serde(default)]
+    pub recorder_busy_secs: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A loop silent this long is reported as stalled (systemd's watchdog acts on
+/// its own `WatchdogSec`).
+pub const STALLED_SECS: f64 = 60.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseHealth {
     pub backend: String,
     /// The URL without its password.

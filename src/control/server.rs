@@ -52,6 +52,31 @@ pub struct Context {
     pub started: Instant,
     /// The database URL without its password.
     pub database_url: String,
+    /// Remembers a database that just failed to answer in time.
+    pub slow: SlowDatabase,
+}
+
+/// After one database call misses its deadline, the next calls within a few
+/// seconds are refused at once instead of each waiting out its own deadline: a
+/// status request must answer quickly exactly when the database does not (a
+/// locked table, a server restarting), so the technician sees why.
+#[derive(Default)]
+pub struct SlowDatabase(std::sync::Mutex<Option<Instant>>);
+
+/// How long a database call from the socket may take.
+const DB_DEADLINE: Duration = Duration::from_secs(3);
+
+/// How long a missed deadline makes later calls fail fast.
+const SLOW_MEMORY: Duration = Duration::from_secs(10);
+
+impl SlowDatabase {
+    fn recently(&self) -> bool {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.is_some_and(|at| at.elapsed() < SLOW_MEMORY)
+    }
+    fn noticed(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
 }
 
 /// Most clients connected at once; more wait for a free slot.
@@ -308,7 +333,7 @@ async fn summary(ctx: &Context) -> Response {
     // Counted only with a healthy database: the summary must answer quickly
     // exactly when the database does not.
     let counts = if ok {
-        with_deadline(ctx.store.counts()).await.ok()
+        with_deadline(ctx, ctx.store.counts()).await.ok()
     } else {
         None
     };
@@ -349,6 +374,8 @@ async fn summary(ctx: &Context) -> Response {
         waiting,
         ambiguous,
         unrecorded: ctx.steer.unrecorded(),
+        dispatcher_silent_secs: Some(ctx.steer.since_beat().as_secs_f64()),
+        recorder_busy_secs: Some(ctx.steer.since_inbound_beat().as_secs_f64()),
     })
 }
 
@@ -393,19 +420,32 @@ pub fn modem_views(ctx: &Context) -> Vec<ModemView> {
         .collect()
 }
 
-/// A database call with an answer within 5 s, or a refusal saying so.
+/// A database call with an answer within [`DB_DEADLINE`], or a refusal saying
+/// so; refused at once while the database is known to be slow.
 async fn with_deadline<T>(
+    ctx: &Context,
     f: impl std::future::Future<Output = crate::store::Result<T>>,
 ) -> Result<T, Response> {
-    match tokio::time::timeout(Duration::from_secs(5), f).await {
+    if ctx.slow.recently() {
+        return Err(failed(
+            "database: did not answer in time a moment ago; try again shortly",
+        ));
+    }
+    match tokio::time::timeout(DB_DEADLINE, f).await {
         Ok(r) => r.map_err(|e| failed(format!("database: {e}"))),
-        Err(_) => Err(failed("database: no answer within 5 s")),
+        Err(_) => {
+            ctx.slow.noticed();
+            Err(failed(format!(
+                "database: no answer within {} s",
+                DB_DEADLINE.as_secs()
+            )))
+        }
     }
 }
 
 async fn queue(ctx: &Context) -> Result<Response, Response> {
-    let counts = with_deadline(ctx.store.counts()).await?;
-    let activity = with_deadline(ctx.store.activity(Utc::now())).await?;
+    let counts = with_deadline(ctx, ctx.store.counts()).await?;
+    let activity = with_deadline(ctx, ctx.store.activity(Utc::now())).await?;
     Ok(Response::ok(QueueView {
         counts: counts
             .into_iter()

@@ -40,11 +40,13 @@ async fn notify_ready_status_and_a_watchdog_tied_to_the_dispatcher() {
         return;
     };
     let cfg = d.join("smsgw.toml");
+    let sock = d.join("status.sock");
     std::fs::write(
         &cfg,
         format!(
-            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n\
-             [[modem]]\nid = \"m1\"\ndevice = \"sim:generic:5-20\"\n\n[sending]\npoll_secs = 1\n"
+            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"{}\"\n\n\
+             [[modem]]\nid = \"m1\"\ndevice = \"sim:generic:5-20\"\n\n[sending]\npoll_secs = 1\n",
+            sock.display()
         ),
     )
     .unwrap();
@@ -101,6 +103,28 @@ async fn notify_ready_status_and_a_watchdog_tied_to_the_dispatcher() {
     .await
     .unwrap();
     assert_eq!(pings(&stuck), 0, "pinged while stuck: {stuck:?}");
+    // smsgw status still answers, and shows the dispatcher's real heartbeat.
+    let asked = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args(["status", "--json", "--socket"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "status answered late"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    let silent = v["summary"]["dispatcher_silent_secs"]
+        .as_f64()
+        .or_else(|| v["dispatcher_silent_secs"].as_f64())
+        .unwrap_or_else(|| panic!("no heartbeat in {v}"));
+    assert!(silent >= 3.0, "the status saw the dispatcher beat: {v}");
+    assert!(
+        v["queue"]["unavailable"].as_str().is_some(),
+        "the locked queue was counted: {v}"
+    );
     sqlx::Executor::execute(&mut locker, "COMMIT")
         .await
         .unwrap();
@@ -152,4 +176,56 @@ async fn sqlx_lock(url: &str) -> sqlx::PgConnection {
         .await
         .unwrap();
     c
+}
+
+/// A task the daemon depends on dies (here the dispatcher panics, through a
+/// failpoint): the process does not carry on looking healthy; it exits non-zero
+/// (70) with a log line naming the task and why, and systemd restarts it.
+#[test]
+fn a_dead_essential_task_takes_the_process_down_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("smsgw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"sqlite://{}/x.db\"\n\n[status]\nsocket = \"\"\n\n\
+             [[modem]]\nid = \"m1\"\ndevice = \"sim:generic:5-20\"\n\n[sending]\npoll_secs = 1\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let log_path = d.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("SMSGW_FAILPOINT", "panic:dispatcher_loop:3")
+        .env("STATE_DIRECTORY", d)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon kept running without its dispatcher");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    // Debug builds unwind and the supervisor stops the daemon (exit 70); a
+    // release build (panic = "abort") is killed by the abort itself.
+    assert!(
+        status.code() == Some(70) || status.code().is_none(),
+        "{status:?}\n{log}"
+    );
+    assert!(
+        log.contains("an essential task ended unexpectedly")
+            && log.contains("the dispatcher panicked: failpoint dispatcher_loop"),
+        "{log}"
+    );
 }
