@@ -110,7 +110,7 @@ const ROW: &str =
     "id, recipient, category, priority, state, delivery, attempts, last_error, modem, \
                    parts_total, sent_at, lease_owner, external_ref";
 
-/// A claim's columns, for [`Sql::claimed`].
+/// A claim's columns, for `Sql::claimed`.
 pub const CLAIMED: &str =
     "id, recipient, body, category, priority, send_at, expires_at, modem_group, \
                            request_report, flash, attempts, due_at, lease_until";
@@ -151,7 +151,11 @@ const UNSETTLED_EXPIRED: &str =
 const RECORDED_SEQS: &str = "SELECT seq FROM outbox_parts WHERE outbox_id = ?";
 
 /// Every settling write is guarded by the holder and lease it was decided on.
-const SETTLE_REQUEUE: &str = "UPDATE outbox SET state = 'retrying', last_error = ?, due_at = ?,
+/// A requeued row keeps its place in the queue (its due time, unless that lies
+/// ahead): it was first in line when its holder died, and must not wait behind
+/// a whole campaign queued after it.
+const SETTLE_REQUEUE: &str = "UPDATE outbox SET state = 'retrying', last_error = ?,
+        due_at = CASE WHEN due_at <= ? THEN due_at ELSE ? END,
         lease_owner = NULL, lease_until = NULL, inflight_part = NULL, updated_at = ?
      WHERE id = ? AND state = 'sending' AND lease_owner = ? AND lease_until = ?";
 
@@ -582,6 +586,7 @@ where
             let q = match &decision {
                 Settle::Requeue { reason } => sqlx::query(Self::q(SETTLE_REQUEUE))
                     .bind(reason.as_str())
+                    .bind(Ts(now))
                     .bind(Ts(now))
                     .bind(Ts(now)),
                 Settle::Ambiguous { reason } => sqlx::query(Self::q(SETTLE_AMBIGUOUS))
