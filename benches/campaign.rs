@@ -6,7 +6,8 @@
 //! idle CPU, and resident memory.
 //!
 //! Run: `cargo bench --bench campaign` (`-- quick` for a smaller run, `-- 1:10000`
-//! for chosen MODEMS:MESSAGES runs).
+//! for chosen MODEMS:MESSAGES runs, `-- pickup` for insert-to-send latency on an
+//! idle daemon on each backend).
 
 use smsgw::config::{Config, Modem};
 use smsgw::daemon::Daemon;
@@ -38,7 +39,7 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
     let mut cfg = Config::default();
     cfg.database.url = format!("sqlite://{}/bench.db", dir.path().display());
     cfg.quiet_hours.windows.clear();
-    cfg.sending.poll_secs = 1;
+    // The default poll (5 s): pickup must not wait for it.
     cfg.status.socket = String::new();
     cfg.log.level = "error".into();
     let profiles = ["generic", "huawei", "zte", "simcom", "quectel", "wavecom"];
@@ -110,28 +111,164 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
     d.shutdown().await;
 }
 
+/// A fresh database for `backend`: its url, and how to drop it afterwards.
+async fn fresh_url(backend: &str, dir: &std::path::Path) -> (String, Option<(String, String)>) {
+    if backend == "sqlite" {
+        return (format!("sqlite://{}/bench.db", dir.display()), None);
+    }
+    let admin_url = if backend == "postgres" {
+        std::env::var("SMSGW_TEST_PG_URL")
+            .unwrap_or("postgres://postgres@127.0.0.1:5432/test".into())
+    } else {
+        std::env::var("SMSGW_TEST_MYSQL_URL").unwrap_or("mysql://root@127.0.0.1:3306/test".into())
+    };
+    let admin = smsgw::store::Store::connect(&admin_url).await.unwrap();
+    let db = format!("smsgw_pickup_{}", std::process::id());
+    admin
+        .execute_raw(&format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .unwrap();
+    admin
+        .execute_raw(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
+    let force = if backend == "postgres" {
+        " WITH (FORCE)"
+    } else {
+        ""
+    };
+    (url, Some((admin_url, format!("DROP DATABASE {db}{force}"))))
+}
+
+/// Pickup on an idle daemon with the default configuration (`poll_secs = 5`):
+/// another system inserts one message at a random moment (0.3–5.3 s after the
+/// previous one was sent, so that the daemon is idle, waiting), 50 times; each is
+/// timed from just before the INSERT to the simulated modem receiving its
+/// `AT+CMGS` PDU (the simulator's record, less the network time it drew).
+/// Also the idle CPU of the whole process with `modems` modems.
+async fn pickup(backend: &str, modems: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("STATE_DIRECTORY", dir.path());
+    let (url, drop_db) = fresh_url(backend, dir.path()).await;
+    let mut cfg = Config::default();
+    cfg.database.url = url;
+    cfg.quiet_hours.windows.clear();
+    cfg.status.socket = String::new();
+    cfg.log.level = "error".into();
+    cfg.modems = (0..modems)
+        .map(|i| Modem::new(format!("m{i}"), "sim:generic:20-20".to_string()))
+        .collect();
+    let d = Daemon::start(cfg, Some(format!("pickup-{backend}")))
+        .await
+        .unwrap();
+    for m in &d.modems() {
+        let mut w = m.watch();
+        while w.borrow_and_update().state != smsgw::modem::ModemState::Ready {
+            w.changed().await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (c0, t0) = (cpu_ticks(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle = (cpu_ticks() - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64() * 100.0;
+    let mut seed = 0x5eed_u64;
+    let mut lat = Vec::new();
+    for i in 0..50 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(300 + (seed >> 33) % 5000)).await;
+        let before: usize = d.sims.values().map(|s| s.submitted().len()).sum();
+        let at = chrono::Utc::now();
+        d.store
+            .execute_raw(&format!(
+                "INSERT INTO outbox (recipient, body, category) VALUES ('+8613800{i:06}', '您好，请到 3 号窗口', 'reminder')"
+            ))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let got = loop {
+            let all: Vec<_> = d.sims.values().flat_map(|s| s.submitted()).collect();
+            if all.len() > before {
+                break all
+                    .into_iter()
+                    .filter(|s| s.text.contains("3 号窗口") && s.to.ends_with(&format!("{i:06}")))
+                    .map(|s| s.time - chrono::Duration::microseconds(s.latency_us as i64))
+                    .next();
+            }
+            assert!(Instant::now() < deadline, "message {i} never sent");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let got = got.expect("the submitted part is the inserted message");
+        lat.push(((got - at).num_microseconds().unwrap().max(0) as f64) / 1000.0);
+    }
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "pickup {backend:8} {modems} modems, default config: insert to AT+CMGS median {:.0} ms, p99 {:.0} ms, max {:.0} ms | idle CPU {idle:.2}% of a core",
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+    d.shutdown().await;
+    if let Some((admin, sql)) = drop_db {
+        let a = smsgw::store::Store::connect(&admin).await.unwrap();
+        let _ = a.execute_raw(&sql).await;
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
+    if std::env::args().any(|a| a == "pickup") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        for backend in ["sqlite", "postgres", "mysql"] {
+            rt.block_on(pickup(backend, 64));
+        }
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    // `-- MODEMS:MESSAGES ...` picks runs, e.g. `-- 1:10000` (35 minutes).
-    let picked: Vec<(usize, usize)> = std::env::args()
+    // `-- MODEMS:MESSAGES[:MIN-MAX] ...` picks runs, e.g. `-- 1:10000` (35
+    // minutes) or `-- 64:1480:1000-1000` (each part answered in 1 s).
+    let picked: Vec<(usize, usize, (u64, u64))> = std::env::args()
         .filter_map(|a| {
-            let (m, n) = a.split_once(':')?;
-            Some((m.parse().ok()?, n.parse().ok()?))
+            let mut f = a.split(':');
+            let m = f.next()?.parse().ok()?;
+            let n = f.next()?.parse().ok()?;
+            let lat = match f.next() {
+                Some(l) => {
+                    let (lo, hi) = l.split_once('-')?;
+                    (lo.parse().ok()?, hi.parse().ok()?)
+                }
+                None => (100, 300),
+            };
+            Some((m, n, lat))
         })
         .collect();
-    let runs: &[(usize, usize)] = if !picked.is_empty() {
-        &picked
+    let runs: Vec<(usize, usize, (u64, u64))> = if !picked.is_empty() {
+        picked
     } else if quick {
-        &[(1, 50), (8, 400), (64, 2000)]
+        vec![
+            (1, 50, (100, 300)),
+            (8, 400, (100, 300)),
+            (64, 2000, (100, 300)),
+        ]
     } else {
-        &[(1, 1000), (8, 10_000), (64, 10_000)]
+        vec![
+            (1, 1000, (100, 300)),
+            (8, 10_000, (100, 300)),
+            (64, 10_000, (100, 300)),
+        ]
     };
-    for &(modems, messages) in runs {
-        rt.block_on(campaign(modems, messages, (100, 300)));
+    for (modems, messages, latency) in runs {
+        rt.block_on(campaign(modems, messages, latency));
     }
 }

@@ -3,7 +3,8 @@
 //! modem, release, reject, suppress, expire), and feeds send outcomes back.
 //! All I/O is here; every decision is the core's.
 //!
-//! Wake-ups are hints (a PostgreSQL notification, a finished send, an operator);
+//! Wake-ups are hints (a change the store watch saw: a PostgreSQL notification,
+//! SQLite's data_version, MariaDB's id watermark; a finished send; an operator);
 //! a jittered poll guarantees progress. When nothing is due the loop sleeps.
 //! Leases are renewed while sends are in flight; expired ones (another
 //! instance died) are settled at every housekeeping.
@@ -143,10 +144,10 @@ impl Dispatcher {
         mut stop: watch::Receiver<bool>,
         mut reload: mpsc::Receiver<Reload>,
     ) -> Result<(), String> {
-        let mut listener = match self.store.listener().await {
-            Ok(l) => l,
+        let watch = match self.store.watch().await {
+            Ok(w) => Some(w),
             Err(e) => {
-                warn!(error = %e, "no insert notifications; polling only");
+                warn!(error = %e, "cannot watch the outbox; picking up by polling only");
                 None
             }
         };
@@ -188,7 +189,7 @@ impl Dispatcher {
                 _ = stop.changed() => {}
                 _ = steer.woken() => {}
                 _ = tokio::time::sleep(poll + jitter) => {}
-                _ = async { match listener.as_mut() { Some(l) => { let _ = l.recv().await; } None => std::future::pending().await } } => {}
+                _ = async { match &watch { Some(w) => w.changed().await, None => std::future::pending().await } } => {}
                 Some(joined) = self.sends.join_next(), if !self.sends.is_empty() => match joined {
                     Ok(d) => self.finish(d).await,
                     Err(e) => return Err(format!("a send task died: {e}")),

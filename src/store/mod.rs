@@ -27,6 +27,7 @@ mod postgres;
 pub mod sql;
 mod sqlite;
 pub mod ts;
+pub mod watch;
 
 pub use model::*;
 pub use number::Numbering;
@@ -553,13 +554,17 @@ impl Store {
         on_db!(self.expire_pending_delivery(sent_before))
     }
 
-    /// A stream of "something was inserted" wake-ups, on PostgreSQL (LISTEN on the
-    /// insert trigger's channel). `None` on backends without notifications: poll.
-    pub async fn listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
-        match &self.db {
-            Db::Postgres(s) => Ok(Some(s.listener().await?)),
-            _ => Ok(None),
-        }
+    /// Starts watching the outbox for changes (new rows above all) on every
+    /// backend, so that pickup does not wait for a poll: see [`watch`].
+    pub async fn watch(&self) -> Result<watch::Watch> {
+        let source = match &self.db {
+            Db::Postgres(s) => watch::Source::Postgres(s.listener().await?),
+            // data_version counts other connections' commits: it needs a
+            // connection of its own, taken out of the pool.
+            Db::Sqlite(s) => watch::Source::Sqlite(s.pool.acquire().await?.detach()),
+            Db::Mysql(s) => watch::Source::Mysql(s.pool.clone()),
+        };
+        Ok(watch::Watch::start(source))
     }
 
     /// Takes the database lock of instance `id`; `None` when another live

@@ -271,6 +271,62 @@ async fn rescue_holds_rows_with_a_part_on_the_wire(s: &Store) {
         .is_empty());
 }
 
+/// A row whose holder died before any part was on the wire goes back to the
+/// queue in its old place: after a restart it is sent next, not after every
+/// row queued behind it (a campaign of thousands).
+async fn requeued_rows_keep_their_place(s: &Store) {
+    let first = s.enqueue(&msg("10086", "first in line")).await.unwrap().id;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let later: Vec<i64> = {
+        let mut v = Vec::new();
+        for i in 0..3 {
+            v.push(
+                s.enqueue(&msg("10086", &format!("later {i}")))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        v
+    };
+    let now = Utc::now() + CDuration::seconds(1);
+    let c = s
+        .claim("dead", 1, Duration::from_secs(10), now)
+        .await
+        .unwrap();
+    assert_eq!(c[0].id, first);
+    let r = s
+        .settle_predecessor("dead", now + CDuration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(r.retrying, 1);
+    let next = s
+        .claim("alive", 1, LEASE, now + CDuration::seconds(31))
+        .await
+        .unwrap();
+    assert_eq!(next[0].id, first, "requeued behind {later:?}");
+    // The same when the lease expired instead (another instance died).
+    let c = s
+        .claim(
+            "dead2",
+            1,
+            Duration::from_secs(10),
+            now + CDuration::seconds(40),
+        )
+        .await
+        .unwrap();
+    let r = s
+        .rescue_expired(now + CDuration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(r.retrying, 1);
+    let next = s
+        .claim("alive", 1, LEASE, now + CDuration::seconds(61))
+        .await
+        .unwrap();
+    assert_eq!(next[0].id, c[0].id, "requeued behind the rest");
+}
+
 async fn acknowledged_parts_are_recorded_once_and_never_forgotten(s: &Store) {
     let id = s.enqueue(&msg("10086", "x")).await.unwrap().id;
     // After the insert: the database stamps due_at with its own clock.
@@ -1264,6 +1320,57 @@ async fn numbers_are_compared_whole(s: &Store) {
     assert!(!s.is_opted_out("+8613900001112").await.unwrap());
 }
 
+/// Pickup without a poll: another system's INSERT wakes the store's watch within
+/// a fraction of a second on every backend (NOTIFY, data_version, id watermark),
+/// and an idle database wakes nothing.
+async fn inserts_by_another_system_wake_the_watch(s: &Store) {
+    let w = s.watch().await.unwrap();
+    // Long enough for every watcher to take its first reading.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), w.changed())
+            .await
+            .is_err(),
+        "woken while nothing changed"
+    );
+    for round in 0..3 {
+        let t = std::time::Instant::now();
+        s.execute_raw(&format!(
+            "INSERT INTO outbox (recipient, body) VALUES ('10086', 'wake up {round}')"
+        ))
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(3), w.changed())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the insert woke nothing"));
+        assert!(
+            t.elapsed() < Duration::from_millis(800),
+            "round {round}: woken after {:?}",
+            t.elapsed()
+        );
+    }
+    // A claim that finds nothing due changes nothing, so it wakes nothing: the
+    // dispatcher's own empty claims never keep it spinning.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = tokio::time::timeout(Duration::from_millis(10), w.changed()).await;
+    let claimed = s
+        .claim(
+            "w",
+            16,
+            Duration::from_secs(60),
+            Utc::now() - CDuration::days(1),
+        )
+        .await
+        .unwrap();
+    assert!(claimed.is_empty());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), w.changed())
+            .await
+            .is_err(),
+        "an empty claim woke the watch"
+    );
+}
+
 /// The database's clock, as one value on every backend.
 async fn the_database_clock_is_readable(s: &Store) {
     let db = s.db_now().await.unwrap();
@@ -1282,12 +1389,14 @@ macro_rules! conformance {
 }
 
 conformance!(
+    inserts_by_another_system_wake_the_watch,
     migrations_are_idempotent,
     claim_order_priority_then_due_then_id,
     chinese_and_emoji_survive,
     dedupe_key_queues_once,
     completion_is_guarded_by_the_lease,
     rescue_holds_rows_with_a_part_on_the_wire,
+    requeued_rows_keep_their_place,
     acknowledged_parts_are_recorded_once_and_never_forgotten,
     retries_wait_for_their_due_time,
     every_terminal_transition,
@@ -1336,7 +1445,15 @@ mod specific {
         let Some(f) = fresh(Backend::Postgres).await else {
             return;
         };
-        let mut l = f.store.listener().await.unwrap().expect("postgres listens");
+        let admin = std::env::var("SMSGW_TEST_PG_URL")
+            .unwrap_or("postgres://postgres@127.0.0.1:5432/test".into());
+        let url = format!(
+            "{}/{}",
+            admin.rsplit_once('/').unwrap().0,
+            f.db.as_deref().unwrap()
+        );
+        let mut l = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+        l.listen("smsgw_outbox").await.unwrap();
         let started = std::time::Instant::now();
         f.store
             .execute_raw("INSERT INTO outbox (recipient, body) VALUES ('10086', 'wake up')")
