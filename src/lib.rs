@@ -8,28 +8,45 @@
 //! Protocol logic is pure code (bytes, events and `now` in; bytes, events and
 //! deadlines out), tested without I/O. Tokio, serial ports and SQL live at the edges.
 //!
-//! - [`pdu`]: the 3GPP TS 23.040 codec: alphabets, addresses, user data headers,
-//!   SMS-SUBMIT encoding with splitting, DELIVER/SUBMIT/STATUS-REPORT decoding.
-//! - [`at`]: the sans-IO AT core: framer, final results, URC registry, command
-//!   engine with deadlines and resynchronisation, reply parsers, send classification.
-//! - [`daemon`]: wiring of store, modems, dispatcher, status socket and metrics;
-//!   SIGHUP's modem list; systemd READY/STATUS/WATCHDOG; ordered stop.
-//! - [`dispatch`]: pure policy (quiet hours, limits, backoff, routing, opt-out), the
-//!   loop that applies it (delivery reports, incoming messages), and the steering
-//!   state it shares (pauses, wake-up, heartbeat, usage).
-//! - [`control`]: the status socket: versioned NDJSON protocol shared by daemon and
-//!   CLI, server, client, and who may steer (SO_PEERCRED).
+//! - [`pdu`]: the 3GPP TS 23.040 codec, pure: `gsm7.rs`, `ucs2.rs` (alphabets),
+//!   `address.rs`, `udh.rs`, `dcs.rs`, `time.rs`, `status.rs` (fields),
+//!   `split.rs` (text to SMS-SUBMIT parts), `decode.rs` (DELIVER, SUBMIT,
+//!   STATUS-REPORT), `build.rs` (the network side, for the simulator).
+//! - [`at`]: the sans-IO AT core: `framer.rs` (bytes to lines and prompts),
+//!   `result.rs` (final result codes), `urc.rs` (unsolicited lines), `engine.rs`
+//!   (one command in flight, deadlines, synchronisation at open, desync and
+//!   reboot detection), `parse.rs` (replies), `classify.rs` (send outcomes),
+//!   `vendor.rs` (per-family handling as data).
+//! - [`modem`]: the I/O shell: `actor.rs`, one task per serial port
+//!   (tokio-serial) owning an AT engine; `mod.rs`, handles, events, status.
+//! - [`dispatch`]: `core.rs` (the dispatcher's decisions, pure), `policy.rs`
+//!   (quiet hours, limits, backoff, routing, opt-out keywords, pure),
+//!   `dispatcher.rs` (the shell: claims, facts, decisions applied, leases
+//!   renewed), `send.rs` (one message through one modem, recorded part by
+//!   part), `inbound.rs` (the recorder of reports and incoming messages),
+//!   `journal.rs` (its write-ahead file), `retry.rs` (writes retried while the
+//!   database is away), `clock.rs` (the database's clock), `reload.rs`
+//!   (SIGHUP), `steer.rs` (pauses, wake-up, heartbeats, usage).
+//! - [`store`]: `model.rs` (states, outcomes, settling, pure), `contract.rs`
+//!   (the outbox contract's rules, pure), `number.rs` (E.164), `ts.rs` (times
+//!   on three backends), `watch.rs` (new rows noticed without a poll), `sql.rs` (the backend contract `Dialect` and every
+//!   operation's SQL once), `sqlite.rs`, `postgres.rs`, `mysql.rs` (what each
+//!   dialect does its own way; migrations in `migrations/<backend>/`).
+//! - [`daemon`]: wiring and supervision of every task; systemd
+//!   READY/STATUS/WATCHDOG; SIGHUP's modem list; the ordered stop.
+//! - [`instance`]: this process's stable identity and its file lock.
+//! - [`failpoint`]: named points where a crash test can kill the daemon.
+//! - [`control`]: the status socket: `proto.rs` (versioned NDJSON shared by
+//!   daemon and CLI), `server.rs`, `client.rs`, `auth.rs` (SO_PEERCRED).
 //! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`logging`]: journald-friendly logs (syslog priority prefixes), text or JSON.
-//! - [`demo`]: `smsgw demo`, the whole flow with simulated modems.
 //! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
-//! - [`cli`]: the `smsgw` command line (codec, daemon, technician and doctor commands).
-//! - [`modem`]: the I/O shell: one actor per serial port (tokio-serial) owning an
-//!   AT engine; handles, events, status, vendor handling.
-//! - [`sim`]: the modem simulator (a pure model of a modem with quirks and faults,
-//!   run on a real pty).
-//! - [`store`]: the outbox contract, claims with leases, parts, inbox, opt-outs on
-//!   SQLite, PostgreSQL and MySQL/MariaDB.
+//! - [`cli`]: the `smsgw` command line: `mod.rs` (daemon-less commands),
+//!   `ops.rs` (technician commands over the socket), `doctor.rs`.
+//! - [`demo`]: `smsgw demo`, the whole flow with simulated modems.
+//! - [`sim`]: the modem simulator: `model.rs` (a pure modem with quirks and
+//!   faults), `profile.rs` (families as data), `pty.rs` (run on a real pty),
+//!   `spec.rs` (the `sim:` device and latency syntax).
 //!
 //! See `docs/architecture.md` for the flow of one message and the design decisions.
 

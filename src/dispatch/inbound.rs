@@ -4,7 +4,7 @@
 //! database outage ever stops a modem from reading its port.
 //!
 //! Order and durability: events are recorded in the order they came. One the
-//! database does not take at once goes to the [`Journal`] (synced to disk) and
+//! database does not take at once goes to the [`Journal`](super::journal::Journal) (synced to disk) and
 //! waits there with everything after it; memory holds only a window of it. A
 //! copy kept on the modem (a stored message or report) is deleted only after its
 //! record committed. A report that matches no recorded part yet (its part was

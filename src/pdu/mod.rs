@@ -6,7 +6,7 @@
 //! (captured vectors, property tests, fuzzing).
 //!
 //! - [`split`]: choose GSM-7 or UCS2, cut text into parts, build SMS-SUBMIT PDUs.
-//! - [`decode`]: SMS-DELIVER, SMS-SUBMIT and SMS-STATUS-REPORT, with or without the
+//! - [`decode`](mod@decode): SMS-DELIVER, SMS-SUBMIT and SMS-STATUS-REPORT, with or without the
 //!   SMSC prefix, leniently where real modems are known to be slightly wrong (each
 //!   leniency is reported in [`Decoded::warnings`]).
 //! - [`gsm7`], [`ucs2`], [`address`], [`udh`], [`dcs`], [`time`], [`status`]: the fields.

@@ -160,7 +160,7 @@ pub struct SimModem {
     hung: bool,
     registered: bool,
     smsc: String,
-    /// CNMI <mt> and <ds>.
+    /// CNMI `<mt>` and `<ds>`.
     mt: u8,
     ds: u8,
     mr: u8,
