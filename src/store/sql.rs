@@ -170,7 +170,9 @@ const SETTLE_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = ?, attemp
 
 const NEXT_EXPIRY: &str = "SELECT MIN(lease_until) FROM outbox WHERE state = 'sending'";
 
-const OPERATE: &str = "UPDATE outbox SET state = ?, due_at = ?, updated_at = ?,
+/// A row an operator (or a late `+CMGS`) puts back keeps its place in the queue,
+/// as a requeued one does: due now at the latest, never behind what came after.
+const OPERATE: &str = "UPDATE outbox SET state = ?, due_at = CASE WHEN due_at <= ? THEN due_at ELSE ? END, updated_at = ?,
         last_error = COALESCE(?, last_error), inflight_part = NULL
      WHERE id = ? AND state IN (?, ?, ?, ?)";
 
@@ -678,6 +680,7 @@ where
         let [s1, s2, s3, s4] = a.from().map(State::as_str);
         let r = sqlx::query(Self::q(OPERATE))
             .bind(a.to().as_str())
+            .bind(Ts(now))
             .bind(Ts(now))
             .bind(Ts(now))
             .bind(a.note())

@@ -325,6 +325,39 @@ async fn requeued_rows_keep_their_place(s: &Store) {
         .await
         .unwrap();
     assert_eq!(next[0].id, c[0].id, "requeued behind the rest");
+    // And an ambiguous row released for its remaining parts (by an operator,
+    // or by the modem's late answer).
+    let c = s
+        .claim(
+            "dead3",
+            1,
+            Duration::from_secs(10),
+            now + CDuration::seconds(70),
+        )
+        .await
+        .unwrap();
+    assert!(s
+        .set_inflight("dead3", c[0].id, Some(1), c[0].lease_until)
+        .await
+        .unwrap());
+    let r = s
+        .rescue_expired(now + CDuration::seconds(90))
+        .await
+        .unwrap();
+    assert_eq!(r.ambiguous, 1);
+    assert!(s
+        .operate(
+            c[0].id,
+            OperatorAction::ReleaseResend,
+            now + CDuration::seconds(91)
+        )
+        .await
+        .unwrap());
+    let next = s
+        .claim("alive", 1, LEASE, now + CDuration::seconds(92))
+        .await
+        .unwrap();
+    assert_eq!(next[0].id, c[0].id, "released behind the rest");
 }
 
 async fn acknowledged_parts_are_recorded_once_and_never_forgotten(s: &Store) {
