@@ -33,6 +33,16 @@ fn rss_mib() -> f64 {
     kb / 1024.0
 }
 
+/// Waits until every modem of the daemon is ready.
+async fn all_ready(d: &Daemon) {
+    for m in &d.modems() {
+        let mut w = m.watch();
+        while w.borrow_and_update().state != smsgw::modem::ModemState::Ready {
+            w.changed().await.unwrap();
+        }
+    }
+}
+
 async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var("STATE_DIRECTORY", dir.path());
@@ -59,12 +69,7 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
     let d = Daemon::start(cfg, Some(format!("bench-{modems}")))
         .await
         .unwrap();
-    for m in &d.modems() {
-        let mut w = m.watch();
-        while w.borrow_and_update().state != smsgw::modem::ModemState::Ready {
-            w.changed().await.unwrap();
-        }
-    }
+    all_ready(&d).await;
     // Idle cost: nothing queued for 5 s.
     let (c0, t0) = (cpu_ticks(), Instant::now());
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -162,12 +167,7 @@ async fn pickup(backend: &str, modems: usize) {
     let d = Daemon::start(cfg, Some(format!("pickup-{backend}")))
         .await
         .unwrap();
-    for m in &d.modems() {
-        let mut w = m.watch();
-        while w.borrow_and_update().state != smsgw::modem::ModemState::Ready {
-            w.changed().await.unwrap();
-        }
-    }
+    all_ready(&d).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (c0, t0) = (cpu_ticks(), Instant::now());
     tokio::time::sleep(Duration::from_secs(10)).await;
