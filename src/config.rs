@@ -190,18 +190,20 @@ fn default_baud() -> u32 {
 #[serde(deny_unknown_fields, default)]
 pub struct Status {
     pub socket: String,
-    /// Group owning the socket (mode 0660).
-    pub group: Option<String>,
-    /// Peers in this group (or root) may send control requests.
-    pub admin_group: Option<String>,
+    /// Members may read the status (technicians). `group` is its old name.
+    #[serde(alias = "group")]
+    pub read_group: Option<String>,
+    /// Members may also steer (operators). `admin_group` is its old name.
+    #[serde(alias = "admin_group")]
+    pub operator_group: Option<String>,
 }
 
 impl Default for Status {
     fn default() -> Self {
         Status {
             socket: "/run/smsgw/status.sock".into(),
-            group: None,
-            admin_group: None,
+            read_group: None,
+            operator_group: None,
         }
     }
 }

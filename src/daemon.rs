@@ -179,14 +179,18 @@ impl Daemon {
         let owner = owner.unwrap_or_else(|| instance::identity(&cfg, config_file.as_deref()));
         // The socket's groups are checked before anything starts: a typo must not
         // leave a daemon running that nobody can steer.
-        let admin_group = match &cfg.status.admin_group {
-            Some(g) => Some((
-                g.clone(),
-                auth::gid_of(g)
-                    .with_context(|| format!("[status] admin_group {g:?}: no such group"))?,
-            )),
-            None => None,
+        let group = |key: &str, name: &Option<String>| -> anyhow::Result<Option<(String, u32)>> {
+            match name {
+                Some(g) => Ok(Some((
+                    g.clone(),
+                    auth::gid_of(g)
+                        .with_context(|| format!("[status] {key} {g:?}: no such group"))?,
+                ))),
+                None => Ok(None),
+            }
         };
+        let read_group = group("read_group", &cfg.status.read_group)?;
+        let operator_group = group("operator_group", &cfg.status.operator_group)?;
         let state_dir = instance::state_dir();
         let file_lock = instance::lock(&state_dir, &owner)?;
         let store = Store::connect(&cfg.database.url)
@@ -270,14 +274,15 @@ impl Daemon {
             (None, None)
         } else {
             let path = PathBuf::from(&status.socket);
-            let listener = server::bind(&path, status.group.as_deref()).await?;
+            let listener = server::bind(&path).await?;
             let ctx = Arc::new(server::Context {
                 store: store.clone(),
                 modems: fleet.clone(),
                 steer: steer.clone(),
                 policy: auth::Policy {
                     own_uid: nix::unistd::getuid().as_raw(),
-                    admin_group,
+                    read_group,
+                    operator_group,
                 },
                 owner: owner.clone(),
                 config_file,

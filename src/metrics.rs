@@ -138,12 +138,16 @@ async fn refresh(src: Sources, handle: PrometheusHandle, mut stop: watch::Receiv
     }
 }
 
+/// Scrapes served at once (Prometheus needs one); more are closed at connect.
+const MAX_SCRAPERS: usize = 8;
+
 async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     steer: Arc<Steering>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
     loop {
         let (mut s, _) = tokio::select! {
             _ = stop.changed() => return,
@@ -152,9 +156,16 @@ async fn serve(
                 Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue; }
             },
         };
+        // Beyond the cap a connection is closed at once: a flood of idle
+        // connections costs the daemon no descriptor it needs elsewhere.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(s);
+            continue;
+        };
         let handle = handle.clone();
         let steer = steer.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             // The request head only: method and path decide; a slow or huge client
             // is cut off.
             let mut buf = vec![0u8; 2048];
@@ -203,8 +214,11 @@ async fn serve(
                 "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            let _ = s.write_all(out.as_bytes()).await;
-            let _ = s.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                let _ = s.write_all(out.as_bytes()).await;
+                let _ = s.shutdown().await;
+            })
+            .await;
         });
     }
 }

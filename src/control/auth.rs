@@ -1,9 +1,17 @@
-//! Who may change the daemon's state through the status socket.
+//! Who may use the status socket, and for what.
 //!
-//! The socket file itself is the first gate (mode 0660, owned by the configured
-//! group): only its group may connect at all. Reads are then open to every peer;
-//! control requests need the peer's kernel-reported credentials (SO_PEERCRED) to
-//! be root, the daemon's own user, or a member of the configured admin group.
+//! The socket file is open to every local user (mode 0666 in a 0755 directory):
+//! file permissions name one group, and two groups must reach it (technicians
+//! who read, operators who steer), each without the other's membership. The
+//! gate is therefore the daemon itself, per connection, on the peer's
+//! kernel-reported credentials (SO_PEERCRED):
+//!
+//! - **control** (pause, resume, retry, cancel, release, test-send, reset): root,
+//!   the daemon's own user, or a member of `operator_group`;
+//! - **read** (status, modems, queue, message): those, and members of `read_group`;
+//! - anyone else is refused at connect, before a byte of theirs is read, and
+//!   holds no connection slot.
+//!
 //! Supplementary groups are read from `/proc/PID/status` of the peer (what the
 //! kernel itself checks file access against), else from the group database.
 
@@ -29,32 +37,75 @@ impl fmt::Display for Peer {
     }
 }
 
+/// What a peer may do on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Refused at connect.
+    None,
+    /// Status, modems, queue, message.
+    Read,
+    /// Everything, and a reserved connection slot when the others are taken.
+    Control,
+}
+
 /// The rule, resolved at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// The daemon's own uid (it may always steer itself).
     pub own_uid: u32,
-    /// The admin group's name and gid, if configured.
-    pub admin_group: Option<(String, u32)>,
+    /// The read-only group's name and gid, if configured.
+    pub read_group: Option<(String, u32)>,
+    /// The operators' group's name and gid, if configured.
+    pub operator_group: Option<(String, u32)>,
+}
+
+fn member(peer: &Peer, group: &Option<(String, u32)>) -> bool {
+    group
+        .as_ref()
+        .is_some_and(|(_, gid)| peer.gid == *gid || peer.groups.contains(gid))
 }
 
 impl Policy {
-    /// Pure decision: may this peer send control requests?
-    pub fn allows(&self, peer: &Peer) -> bool {
-        if peer.uid == 0 || peer.uid == self.own_uid {
-            return true;
-        }
-        match &self.admin_group {
-            Some((_, gid)) => peer.gid == *gid || peer.groups.contains(gid),
-            None => false,
+    /// Pure decision: what may this peer do?
+    pub fn access(&self, peer: &Peer) -> Access {
+        if peer.uid == 0 || peer.uid == self.own_uid || member(peer, &self.operator_group) {
+            Access::Control
+        } else if member(peer, &self.read_group) {
+            Access::Read
+        } else {
+            Access::None
         }
     }
 
-    /// Who may, in words (for refusals).
+    /// May this peer send control requests?
+    pub fn allows(&self, peer: &Peer) -> bool {
+        self.access(peer) == Access::Control
+    }
+
+    /// Who may steer, in words (for refusals).
     pub fn who(&self) -> String {
-        match &self.admin_group {
+        match &self.operator_group {
             Some((name, _)) => format!("root, the daemon's user, or members of group {name:?}"),
-            None => "root or the daemon's user (set [status] admin_group to allow a group)".into(),
+            None => {
+                "root or the daemon's user (set [status] operator_group to allow a group)".into()
+            }
+        }
+    }
+
+    /// Who may read, in words (for refusals at connect).
+    pub fn who_reads(&self) -> String {
+        let groups: Vec<String> = [&self.read_group, &self.operator_group]
+            .into_iter()
+            .flatten()
+            .map(|(n, _)| format!("{n:?}"))
+            .collect();
+        if groups.is_empty() {
+            "root or the daemon's user (set [status] read_group to allow a group)".into()
+        } else {
+            format!(
+                "root, the daemon's user, or members of group {}",
+                groups.join(" or ")
+            )
         }
     }
 }
@@ -114,25 +165,40 @@ mod tests {
     }
 
     #[test]
-    fn root_and_self_always_admin_group_when_set() {
+    fn three_kinds_of_peer() {
         let p = Policy {
             own_uid: 998,
-            admin_group: Some(("smsgw-admin".into(), 1500)),
+            read_group: Some(("smsgw-status".into(), 1400)),
+            operator_group: Some(("smsgw-ops".into(), 1500)),
         };
-        assert!(p.allows(&peer(0, 0, &[])));
-        assert!(p.allows(&peer(998, 998, &[])));
-        assert!(p.allows(&peer(1000, 1500, &[])), "primary group");
-        assert!(
-            p.allows(&peer(1000, 1000, &[27, 1500])),
-            "supplementary group"
+        use Access::{Control, Read};
+        assert_eq!(p.access(&peer(0, 0, &[])), Control, "root");
+        assert_eq!(p.access(&peer(998, 998, &[])), Control, "itself");
+        assert_eq!(p.access(&peer(1000, 1500, &[])), Control, "primary");
+        assert_eq!(p.access(&peer(1000, 1000, &[27, 1500])), Control);
+        // An operator needs no other group to reach the socket.
+        assert_eq!(p.access(&peer(1001, 1001, &[1500])), Control);
+        assert_eq!(p.access(&peer(1002, 1002, &[1400])), Read, "technician");
+        assert_eq!(p.access(&peer(1003, 1400, &[])), Read);
+        assert_eq!(
+            p.access(&peer(1004, 1004, &[27, 20])),
+            Access::None,
+            "outsider"
         );
-        assert!(!p.allows(&peer(1000, 1000, &[27, 20])));
+        // The daemon's group (it can read the config) grants nothing here.
+        assert_eq!(p.access(&peer(1005, 1005, &[998])), Access::None);
+        assert!(p.allows(&peer(1001, 1001, &[1500])));
+        assert!(!p.allows(&peer(1002, 1002, &[1400])));
+        assert!(p.who_reads().contains("\"smsgw-status\" or \"smsgw-ops\""));
         let none = Policy {
             own_uid: 998,
-            admin_group: None,
+            read_group: None,
+            operator_group: None,
         };
-        assert!(!none.allows(&peer(1000, 1500, &[1500])));
-        assert!(none.who().contains("admin_group"));
+        assert_eq!(none.access(&peer(1000, 1500, &[1500, 1400])), Access::None);
+        assert_eq!(none.access(&peer(998, 1, &[])), Control);
+        assert!(none.who().contains("operator_group"));
+        assert!(none.who_reads().contains("read_group"));
     }
 
     #[test]

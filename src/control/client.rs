@@ -33,7 +33,7 @@ fn connect_hint(e: &std::io::Error) -> String {
             format!("{e}: is smsgw running? (systemctl status smsgw)")
         }
         ErrorKind::PermissionDenied => format!(
-            "{e}: the socket is only for its group; run as root (sudo) or join the group set in [status] group"
+            "{e}: its directory is closed to you; run as root (sudo), and see [status] read_group / operator_group in docs/operations.md"
         ),
         _ => e.to_string(),
     }
@@ -69,10 +69,15 @@ impl Client {
         })
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
         out.push(b'\n');
-        self.writer.write_all(&out).await?;
+        // A daemon that refuses this peer answers at connect and hangs up: the
+        // write may then fail, but its answer is still there to read.
+        let wrote = self.writer.write_all(&out).await;
         self.line.clear();
-        if self.reader.read_line(&mut self.line).await? == 0 {
-            return Err(ClientError::Closed);
+        match (self.reader.read_line(&mut self.line).await, wrote) {
+            (Ok(n), _) if n > 0 => {}
+            (_, Err(e)) => return Err(e.into()),
+            (Ok(_), Ok(())) => return Err(ClientError::Closed),
+            (Err(e), Ok(())) => return Err(e.into()),
         }
         let r: Response = serde_json::from_str(&self.line)
             .map_err(|e| ClientError::Protocol(format!("{e}: {}", self.line.trim())))?;

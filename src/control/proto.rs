@@ -113,8 +113,10 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// Longer than [`MAX_REQUEST`].
     TooLarge,
-    /// A control request from a peer that may not send it.
+    /// A peer that may not connect, or a control request from one that may only read.
     Forbidden,
+    /// Every connection slot open to this peer is taken; try again shortly.
+    Busy,
     /// No such message or modem.
     NotFound,
     /// The request is valid but cannot apply now (a sent message cannot be cancelled).

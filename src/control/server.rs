@@ -6,7 +6,7 @@
 //! answer or a typed refusal, a client that goes away mid-answer only ends its own
 //! connection, and connections are capped.
 
-use super::auth::{peer_groups, Peer, Policy};
+use super::auth::{peer_groups, Access, Peer, Policy};
 use super::proto::{
     self, Done, ErrorCode, MessageView, ModemView, QueueCount, QueueView, ReleaseAction, Request,
     Response, Summary,
@@ -36,8 +36,10 @@ pub enum BindError {
         #[source]
         source: std::io::Error,
     },
-    #[error("[status] group {0:?}: no such group")]
-    NoGroup(String),
+    #[error(
+        "[status] socket {path} is {kind}, not a socket: refusing to remove it (check the path)"
+    )]
+    NotASocket { path: PathBuf, kind: &'static str },
 }
 
 /// Everything a request may look at or act on.
@@ -79,78 +81,201 @@ impl SlowDatabase {
     }
 }
 
-/// Most clients connected at once; more wait for a free slot.
-const MAX_CLIENTS: usize = 32;
+/// Connections open at once for technicians and operators together.
+pub const MAX_CLIENTS: usize = 32;
 
-/// A client that sends nothing for this long is disconnected.
-const IDLE: Duration = Duration::from_secs(600);
+/// Further connections only root, the daemon's user and operators may take: a
+/// technician (or a script of theirs) holding every ordinary slot cannot lock
+/// an operator out.
+pub const RESERVED_FOR_OPERATORS: usize = 4;
 
-/// Binds the socket: refuses to steal it from a running daemon, removes a stale
-/// file left by a crash, then sets mode 0660 and the configured group.
-pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, BindError> {
+/// A request line must be complete this long after the previous answer (or the
+/// connect): a trickle of bytes does not keep a connection.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// An answer must be taken by the client within this.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// No connection lives longer, however busy (reconnecting is cheap).
+const MAX_LIFE: Duration = Duration::from_secs(600);
+
+/// Binds the socket. An existing socket with a daemon behind it is refused; a
+/// stale one (a crash) is replaced; anything that is not a socket is never
+/// removed (a typo in `[status] socket` must not delete the database). The file
+/// is then opened as what it is, without following a symlink, and made 0666:
+/// the daemon authorises every peer itself ([`super::auth`]), so no group
+/// ownership and no chown are needed.
+pub async fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    use std::os::unix::fs::FileTypeExt;
     let io = |source| BindError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let gid = match group {
-        Some(g) => Some(super::auth::gid_of(g).ok_or_else(|| BindError::NoGroup(g.into()))?),
-        None => None,
-    };
-    if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(BindError::InUse {
-                path: path.to_path_buf(),
-            });
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(BindError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            std::fs::remove_file(path).map_err(io)?;
         }
-        std::fs::remove_file(path).map_err(io)?;
+        Ok(m) => {
+            return Err(BindError::NotASocket {
+                path: path.to_path_buf(),
+                kind: kind_of(&m.file_type()),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
-    if let Some(gid) = gid {
-        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
-            .map_err(|e| io(std::io::Error::from(e)))?;
-    }
+    chmod_own_socket(path, 0o666).map_err(io)?;
     Ok(listener)
 }
 
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else {
+        "a device"
+    }
+}
+
+/// chmod of the socket we just bound, never through a symlink: the path is
+/// opened with O_PATH|O_NOFOLLOW, checked to be a socket of our own, and the
+/// mode set through that descriptor (`/proc/self/fd`, as glibc's
+/// `fchmodat(AT_SYMLINK_NOFOLLOW)` does; one syscall the unit allows).
+fn chmod_own_socket(path: &Path, mode: u32) -> std::io::Result<()> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::{fstat, Mode, SFlag};
+    use std::os::fd::AsRawFd;
+    let fd = open(
+        path,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)?;
+    let st = fstat(&fd).map_err(std::io::Error::from)?;
+    let is_socket = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK;
+    if !is_socket || st.st_uid != nix::unistd::geteuid().as_raw() {
+        return Err(std::io::Error::other(
+            "replaced by something else while binding; refusing to change its mode",
+        ));
+    }
+    std::fs::set_permissions(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()),
+        std::fs::Permissions::from_mode(mode),
+    )
+}
+
+/// Removes the socket file at stop, if it still is a socket.
+fn remove_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Accepts clients until `stop` turns true, then removes the socket file.
+///
+/// Every connection is accepted at once and judged by its peer's credentials
+/// before anything of it is read: an outsider gets a refusal and is closed; a
+/// technician takes an ordinary slot, an operator an ordinary or a reserved
+/// one; with none free the client is told so and closed. The daemon therefore
+/// never holds more than `MAX_CLIENTS + RESERVED_FOR_OPERATORS` client sockets,
+/// whatever a local user opens.
 pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
     ctx: Arc<Context>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let ordinary = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let reserved = Arc::new(Semaphore::new(RESERVED_FOR_OPERATORS));
+    let mut refused_at = Instant::now() - Duration::from_secs(60);
     loop {
-        // A free slot first (at most MAX_CLIENTS connections), then a client;
-        // a stop interrupts either wait.
-        let permit = tokio::select! {
-            _ = stop.changed() => break,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let stream = tokio::select! {
             _ = stop.changed() => break,
             a = listener.accept() => match a {
                 Ok((stream, _)) => stream,
                 Err(e) => {
+                    // EMFILE and the like: the pending connection stays queued.
                     warn!(error = %e, "status socket accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
+        let peer = peer_of(&stream);
+        let access = peer
+            .as_ref()
+            .map(|p| ctx.policy.access(p))
+            .unwrap_or(Access::None);
+        let permit = match access {
+            Access::None => {
+                let r = Response::err(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "the status socket is for {}; you are {}",
+                        ctx.policy.who_reads(),
+                        peer.as_ref()
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "unknown".into())
+                    ),
+                );
+                if refused_at.elapsed() > Duration::from_secs(10) {
+                    refused_at = Instant::now();
+                    warn!(peer = ?peer.as_ref().map(|p| p.to_string()), "status socket: connection refused (not in read_group or operator_group)");
+                }
+                refuse(&stream, &r);
+                continue;
+            }
+            Access::Read => ordinary.clone().try_acquire_owned().ok(),
+            Access::Control => ordinary
+                .clone()
+                .try_acquire_owned()
+                .or_else(|_| reserved.clone().try_acquire_owned())
+                .ok(),
+        };
+        let Some(permit) = permit else {
+            let r = Response::err(
+                ErrorCode::Busy,
+                "every connection slot is taken; try again shortly",
+            );
+            refuse(&stream, &r);
+            continue;
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &ctx).await {
-                debug!(error = %e, "status client went away");
+            let life = tokio::time::timeout(MAX_LIFE, connection(stream, peer, &ctx));
+            match life.await {
+                Ok(Err(e)) => debug!(error = %e, "status client went away"),
+                Err(_) => debug!("status client reached the connection's maximum life"),
+                Ok(Ok(())) => {}
             }
             drop(permit);
         });
     }
-    let _ = std::fs::remove_file(&path);
+    remove_socket(&path);
+}
+
+/// One answer written without waiting (the socket is new, its buffer empty),
+/// then the connection closes: a refused client costs no task and no slot.
+fn refuse(stream: &UnixStream, r: &Response) {
+    let mut out = serde_json::to_vec(r).unwrap_or_else(|_| b"{}".to_vec());
+    out.push(b'\n');
+    let _ = stream.try_write(&out);
 }
 
 fn peer_of(stream: &UnixStream) -> Option<Peer> {
@@ -163,8 +288,7 @@ fn peer_of(stream: &UnixStream) -> Option<Peer> {
     })
 }
 
-async fn connection(stream: UnixStream, ctx: &Context) -> std::io::Result<()> {
-    let peer = peer_of(&stream);
+async fn connection(stream: UnixStream, peer: Option<Peer>, ctx: &Context) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::with_capacity(256);
@@ -172,7 +296,7 @@ async fn connection(stream: UnixStream, ctx: &Context) -> std::io::Result<()> {
         line.clear();
         let limit = proto::MAX_REQUEST as u64 + 1;
         let n = match tokio::time::timeout(
-            IDLE,
+            REQUEST_DEADLINE,
             (&mut reader).take(limit).read_until(b'\n', &mut line),
         )
         .await
@@ -227,7 +351,13 @@ async fn connection(stream: UnixStream, ctx: &Context) -> std::io::Result<()> {
 async fn reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {
     let mut out = serde_json::to_vec(r).unwrap_or_else(|_| b"{}".to_vec());
     out.push(b'\n');
-    w.write_all(&out).await
+    match tokio::time::timeout(WRITE_DEADLINE, w.write_all(&out)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client does not read its answer",
+        )),
+    }
 }
 
 fn modem(ctx: &Context, id: &str) -> Result<ModemHandle, Response> {

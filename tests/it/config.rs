@@ -46,7 +46,7 @@ fn env_overrides_nested_keys_and_keeps_strings_as_strings() {
         &[
             ("SMSGW_DATABASE__URL", "postgres://smsgw:secret@db/smsgw"),
             ("SMSGW_LIMITS__PER_HOUR", "100"),
-            ("SMSGW_STATUS__GROUP", "0042"),
+            ("SMSGW_STATUS__READ_GROUP", "0042"),
         ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -60,7 +60,7 @@ fn env_overrides_nested_keys_and_keeps_strings_as_strings() {
     assert_eq!(v["limits"]["per_minute"].as_integer(), Some(6));
     assert_eq!(v["limits"]["per_hour"].as_integer(), Some(100));
     assert_eq!(
-        v["status"]["group"].as_str(),
+        v["status"]["read_group"].as_str(),
         Some("0042"),
         "leading zeros survive"
     );

@@ -32,6 +32,21 @@ async fn cli(args: Vec<String>, as_nobody: bool) -> Output {
     .unwrap()
 }
 
+/// Runs the CLI as another user (no supplementary groups).
+async fn cli_as(args: Vec<String>, uid: u32, gid: u32) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_smsgw"))
+            .args(&args)
+            .env_remove("SMSGW_CONFIG")
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 fn args(sock: &Path, a: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = a.iter().map(|s| s.to_string()).collect();
     v.push("--socket".into());
@@ -119,8 +134,8 @@ async fn status_socket_protocol_authorisation_and_cli() {
     cfg.quiet_hours.windows.clear();
     cfg.sending.poll_secs = 1;
     cfg.status.socket = sock.display().to_string();
-    cfg.status.group = Some("nogroup".into());
-    cfg.status.admin_group = Some("adm".into());
+    cfg.status.read_group = Some("nogroup".into());
+    cfg.status.operator_group = Some("adm".into());
     cfg.validate().unwrap();
     let daemon = Daemon::start_from(cfg, Some("ctl".into()), Some("/etc/x.toml".into()))
         .await
@@ -128,10 +143,11 @@ async fn status_socket_protocol_authorisation_and_cli() {
     let store: Store = daemon.store.clone();
     assert!(daemon.initialised(Duration::from_secs(30)).await);
 
-    // The socket file: 0660, group nogroup.
+    // The socket file: 0666 (the daemon judges every peer itself), made without
+    // a chown: its group is simply ours.
     let meta = std::fs::metadata(&sock).unwrap();
-    assert_eq!(meta.mode() & 0o777, 0o660);
-    assert_eq!(meta.gid(), 65534);
+    assert_eq!(meta.mode() & 0o777, 0o666);
+    assert_eq!(meta.gid(), nix::unistd::getegid().as_raw());
 
     // --- The protocol, request by request ---------------------------------
     let mut c = Raw::connect(&sock);
@@ -173,6 +189,7 @@ async fn status_socket_protocol_authorisation_and_cli() {
     );
     assert_eq!(c.ask(r#"{"v":1,"req":"summary"}"#)["ok"], true);
     // Oversized: refused, then the daemon hangs up on that client.
+    drop(c);
     let mut big = Raw::connect(&sock);
     let huge = format!(
         r#"{{"v":1,"req":"summary","pad":"{}"}}"#,
@@ -195,8 +212,13 @@ async fn status_socket_protocol_authorisation_and_cli() {
             let _ = rude.write_all(b"{\"v\":1,\"req\":\"modems\"}\n");
         }
     }
-    // Many clients at once, and the daemon still answers.
-    let many: Vec<Raw> = (0..40).map(|_| Raw::connect(&sock)).collect();
+    // Many clients at once: past the ordinary and the reserved slots, a
+    // client is told so and closed; the daemon still answers the next.
+    let mut many: Vec<Raw> = (0..40).map(|_| Raw::connect(&sock)).collect();
+    let mut last = many.pop().unwrap();
+    let mut busy = String::new();
+    last.r.read_line(&mut busy).unwrap();
+    assert!(busy.contains("\"busy\""), "{busy}");
     drop(many);
     assert_eq!(
         Raw::connect(&sock).ask(r#"{"v":1,"req":"summary"}"#)["ok"],
@@ -372,6 +394,21 @@ async fn status_socket_protocol_authorisation_and_cli() {
             !daemon.steer.all_paused(),
             "the refused pause had no effect"
         );
+        // An operator (primary group adm, no other group) steers.
+        let o = cli_as(args(&sock, &["pause"]), 12_346, 4).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(daemon.steer.all_paused());
+        let o = cli_as(args(&sock, &["resume"]), 12_346, 4).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+        // An outsider is refused before it may even read, with who may.
+        let o = cli_as(args(&sock, &["status"]), 12_345, 12_345).await;
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the status socket is for")
+                && stderr(&o).contains("\"nogroup\" or \"adm\""),
+            "{}",
+            stderr(&o)
+        );
     } else {
         eprintln!("not root: the refusal of another user's control request is not exercised");
     }
@@ -398,21 +435,60 @@ async fn status_socket_protocol_authorisation_and_cli() {
 async fn a_second_daemon_does_not_steal_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("s.sock");
-    let _first = smsgw::control::server::bind(&sock, None).await.unwrap();
-    let e = smsgw::control::server::bind(&sock, None)
+    let _first = smsgw::control::server::bind(&sock).await.unwrap();
+    let e = smsgw::control::server::bind(&sock)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("already listening"), "{e}");
     // A stale file (no listener behind it) is replaced.
     drop(_first);
-    let again = smsgw::control::server::bind(&sock, None).await;
+    let again = smsgw::control::server::bind(&sock).await;
     assert!(again.is_ok(), "{:?}", again.err());
-    let e = smsgw::control::server::bind(&dir.path().join("t.sock"), Some("no-such-group-x"))
+}
+
+/// `[status] socket` pointing at something that is not a socket (a typo naming
+/// the database, a directory, a symlink planted in a shared directory) is
+/// refused, and the thing is left exactly as it was.
+#[tokio::test]
+async fn the_socket_path_never_removes_or_follows_what_is_not_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("smsgw.db");
+    std::fs::write(&db, b"SQLite format 3\0 precious").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = smsgw::control::server::bind(&db)
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("no such group"), "{e}");
+    assert!(e.contains("a regular file, not a socket"), "{e}");
+    assert_eq!(std::fs::read(&db).unwrap(), b"SQLite format 3\0 precious");
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let e = smsgw::control::server::bind(&sub)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a directory"), "{e}");
+    assert!(sub.is_dir());
+    // A symlink to the database: neither removed nor followed (a chmod through
+    // it would make the database 0666).
+    let link = dir.path().join("link.sock");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+    let e = smsgw::control::server::bind(&link)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a symbolic link"), "{e}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(std::fs::metadata(&db).unwrap().mode() & 0o777, 0o600);
+    // A dangling symlink is not a socket either.
+    let dangling = dir.path().join("dangling.sock");
+    std::os::unix::fs::symlink(dir.path().join("nothing"), &dangling).unwrap();
+    assert!(smsgw::control::server::bind(&dangling).await.is_err());
+    assert!(
+        !dir.path().join("nothing").exists(),
+        "not created through the link"
+    );
 }
 
 fn http_get(addr: std::net::SocketAddr, path: &str) -> String {

@@ -11,6 +11,7 @@ mod daemon_e2e;
 mod daemon_faults;
 mod db_restart;
 mod doctor;
+mod flood;
 mod hostile;
 mod modem_e2e;
 mod packaging;
