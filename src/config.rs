@@ -108,19 +108,80 @@ impl Default for Metrics {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
-    /// `sqlite:///var/lib/smsgw/smsgw.db`, `postgres://...` or `mysql://...`.
+    /// `sqlite:///var/lib/smsgw/outbox/smsgw.db`, `postgres://...` or `mysql://...`.
     pub url: String,
     /// Apply pending migrations at start-up.
     pub migrate: bool,
+    /// A file (0600, or readable by the daemon's user only) holding the
+    /// database password, which `url` then leaves out. Without it, systemd's
+    /// credential `database-password` (`LoadCredential=`) is used if present.
+    pub password_file: Option<String>,
 }
 
 impl Default for Database {
     fn default() -> Self {
         Database {
-            url: "sqlite:///var/lib/smsgw/smsgw.db".into(),
+            url: "sqlite:///var/lib/smsgw/outbox/smsgw.db".into(),
             migrate: true,
+            password_file: None,
         }
     }
+}
+
+/// The systemd credential the database password may come from.
+pub const PASSWORD_CREDENTIAL: &str = "database-password";
+
+impl Database {
+    /// The url to connect with: `url`, with the password from `password_file`
+    /// or from systemd's credential put in. The password never appears in the
+    /// configuration, the environment or a command line.
+    pub fn connect_url(&self) -> Result<String, ConfigError> {
+        let from = match &self.password_file {
+            Some(f) => Some(std::path::PathBuf::from(f)),
+            None => std::env::var_os("CREDENTIALS_DIRECTORY")
+                .map(|d| std::path::Path::new(&d).join(PASSWORD_CREDENTIAL))
+                .filter(|p| p.exists()),
+        };
+        let Some(path) = from else {
+            return Ok(self.url.clone());
+        };
+        let bad = |why: String| ConfigError::Invalid(format!("[database] password_file: {why}"));
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let password = text.strip_suffix('\n').unwrap_or(&text);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return Err(bad(format!("{} is empty", path.display())));
+        }
+        with_password(&self.url, password).map_err(bad)
+    }
+}
+
+/// Puts a password into a `scheme://user@host/...` url, percent-encoded.
+pub fn with_password(url: &str, password: &str) -> Result<String, String> {
+    if url.starts_with("sqlite:") {
+        return Err("a SQLite database has no password".into());
+    }
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| "the url has no scheme://".to_string())?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((user, host)) = authority.rsplit_once('@') else {
+        return Err("the url names no user (scheme://user@host/db)".into());
+    };
+    if user.contains(':') {
+        return Err("the url already holds a password; remove it from url".into());
+    }
+    let mut enc = String::with_capacity(password.len() * 3);
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(format!("{scheme}://{user}:{enc}@{host}{tail}"))
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -606,6 +667,43 @@ mod tests {
         let m = overrides(vars.into_iter());
         assert_eq!(m.len(), 1);
         assert!(m.contains_key("SMSGW_DATABASE__URL"));
+    }
+
+    #[test]
+    fn passwords_go_into_the_url_encoded() {
+        assert_eq!(
+            with_password(
+                "postgres://smsgw@db:5432/smsgw?sslmode=require",
+                "p@ss:w/rd 密"
+            )
+            .unwrap(),
+            "postgres://smsgw:p%40ss%3Aw%2Frd%20%E5%AF%86@db:5432/smsgw?sslmode=require"
+        );
+        assert_eq!(
+            with_password("mysql://root@127.0.0.1", "x").unwrap(),
+            "mysql://root:x@127.0.0.1"
+        );
+        for (url, why) in [
+            ("sqlite:///x.db", "SQLite"),
+            ("postgres://u:old@db/x", "already"),
+            ("postgres://db/x", "no user"),
+            ("db/x", "scheme"),
+        ] {
+            let e = with_password(url, "x").unwrap_err();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        // From a file: its one line, not its newline; an empty file is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let d = Database {
+            url: "postgres://smsgw@db/smsgw".into(),
+            migrate: true,
+            password_file: Some(f.display().to_string()),
+        };
+        assert_eq!(d.connect_url().unwrap(), "postgres://smsgw:s3cret@db/smsgw");
+        std::fs::write(&f, "").unwrap();
+        assert!(d.connect_url().unwrap_err().to_string().contains("empty"));
     }
 
     #[test]

@@ -193,7 +193,8 @@ impl Daemon {
         let operator_group = group("operator_group", &cfg.status.operator_group)?;
         let state_dir = instance::state_dir();
         let file_lock = instance::lock(&state_dir, &owner)?;
-        let store = Store::connect(&cfg.database.url)
+        let url = cfg.database.connect_url()?;
+        let store = Store::connect(&url)
             .await
             .context("[database] url: cannot connect")?
             .with_numbering(cfg.numbers.clone());

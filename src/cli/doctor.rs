@@ -16,8 +16,13 @@ pub struct DoctorArgs {
     pub device: String,
     #[arg(long, default_value_t = 115_200)]
     pub baud: u32,
-    /// SIM PIN, if the SIM asks for one (never printed).
-    #[arg(long, env = "SMSGW_DOCTOR_PIN", hide_env_values = true)]
+    /// Read the SIM PIN from the first line of standard input (never printed).
+    /// Or set SMSGW_DOCTOR_PIN. Never on the command line: every local user
+    /// can read a command line (ps).
+    #[arg(long)]
+    pub pin_stdin: bool,
+    /// Refused: a PIN on the command line is visible to every local user.
+    #[arg(long, hide = true, value_name = "PIN")]
     pub pin: Option<String>,
     /// Seconds to wait for the modem to initialise.
     #[arg(long, default_value_t = 45)]
@@ -84,7 +89,7 @@ pub fn diagnose(s: &ModemStatus, device: &str, baud: u32) -> Vec<Finding> {
     )));
     if reason.contains("SIM PIN required") {
         f.push(Problem(
-            "the SIM asks for a PIN: give it with --pin (and pin = \"...\" in the [[modem]] section), \
+            "the SIM asks for a PIN: give it on standard input with --pin-stdin (and pin = \"...\" in the [[modem]] section), \
              or remove the PIN in a phone"
                 .into(),
         ));
@@ -174,11 +179,44 @@ pub fn diagnose(s: &ModemStatus, device: &str, baud: u32) -> Vec<Finding> {
     f
 }
 
+/// Where the PIN came from (stdin, the environment), never argv.
+fn pin_of(a: &DoctorArgs) -> Result<Option<Secret>, String> {
+    if a.pin.is_some() {
+        return Err(
+            "--pin is refused: a command line is readable by every local user (ps). \
+             Give the PIN on standard input with --pin-stdin, or in SMSGW_DOCTOR_PIN"
+                .into(),
+        );
+    }
+    if a.pin_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("--pin-stdin: {e}"))?;
+        let pin = line.trim().to_string();
+        if pin.is_empty() {
+            return Err("--pin-stdin: standard input held no PIN".into());
+        }
+        return Ok(Some(Secret(pin)));
+    }
+    Ok(std::env::var("SMSGW_DOCTOR_PIN")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(Secret))
+}
+
 pub fn run(a: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let pin = match pin_of(&a) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("smsgw doctor: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let status = rt.block_on(probe(&a));
+    let status = rt.block_on(probe(&a, pin));
     let findings = diagnose(&status, &a.device, a.baud);
     print!("{}", render(&findings));
     if a.json {
@@ -208,10 +246,10 @@ pub fn render(findings: &[Finding]) -> String {
 }
 
 /// Runs the modem layer until it has initialised and polled the network once.
-async fn probe(a: &DoctorArgs) -> ModemStatus {
+async fn probe(a: &DoctorArgs, pin: Option<Secret>) -> ModemStatus {
     let mut cfg = ModemConfig::new("doctor", a.device.clone());
     cfg.baud = a.baud;
-    cfg.pin = a.pin.clone().map(Secret);
+    cfg.pin = pin;
     // One attempt; doctor reports, it does not keep retrying.
     cfg.reconnect_initial = Duration::from_secs(3600);
     cfg.reconnect_max = Duration::from_secs(3600);
@@ -301,7 +339,7 @@ mod tests {
         let mut s = base();
         s.state = ModemState::Degraded;
         s.reason = Some("SIM PIN required but no pin is configured".into());
-        assert!(problems(&diagnose(&s, "/dev/x", 115_200))[0].contains("--pin"));
+        assert!(problems(&diagnose(&s, "/dev/x", 115_200))[0].contains("--pin-stdin"));
 
         let mut s = base();
         s.state = ModemState::Degraded;

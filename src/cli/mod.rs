@@ -385,7 +385,7 @@ fn migrate(path: Option<&std::path::Path>, database: Option<String>) -> anyhow::
     let url = match database {
         Some(u) => u,
         None => match load_config(path) {
-            Ok(c) => c.database.url,
+            Ok(c) => c.database.connect_url()?,
             Err(code) => return Ok(code),
         },
     };
@@ -418,7 +418,10 @@ fn enqueue(a: EnqueueArgs) -> anyhow::Result<ExitCode> {
         ),
         (database, config) => match load_config(config.as_deref()) {
             Ok(c) => (
-                database.clone().unwrap_or(c.database.url),
+                match database {
+                    Some(u) => u.clone(),
+                    None => c.database.connect_url()?,
+                },
                 database.is_some() || c.database.migrate,
                 c.sending.max_parts,
             ),

@@ -178,7 +178,7 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
 }
 
 impl Store {
-    /// Connects by url (`sqlite:///var/lib/smsgw/smsgw.db`, `postgres://...`, `mysql://...`).
+    /// Connects by url (`sqlite:///var/lib/smsgw/outbox/smsgw.db`, `postgres://...`, `mysql://...`).
     pub async fn connect(url: &str) -> Result<Store> {
         let db = if url.starts_with("sqlite:") {
             Db::Sqlite(Sql::<Sqlite>::connect(url).await?)

@@ -202,3 +202,67 @@ fn migrate_and_enqueue_on_sqlite() {
         .unwrap();
     assert_eq!(next, id.parse::<i64>().unwrap() + 1);
 }
+
+/// The database password from a file, or from systemd's credential: a MariaDB
+/// user with a password that needs encoding connects with it and is refused
+/// without it. The password appears in no argument, no url in the config and
+/// no output.
+#[tokio::test]
+async fn database_password_from_a_file_or_a_systemd_credential() {
+    let admin =
+        std::env::var("SMSGW_TEST_MYSQL_URL").unwrap_or("mysql://root@127.0.0.1:3306/test".into());
+    let a = match smsgw::store::Store::connect(&admin).await {
+        Ok(a) => a,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("MariaDB unreachable ({e}): not exercised");
+            return;
+        }
+        Err(e) => panic!("CI=true: MariaDB must be reachable: {e}"),
+    };
+    let password = "p@ss:w/rd 密#1";
+    a.execute_raw("CREATE USER IF NOT EXISTS 'smsgw_pw'@'%' IDENTIFIED BY 'p@ss:w/rd 密#1'")
+        .await
+        .unwrap();
+    a.execute_raw("GRANT ALL ON test.* TO 'smsgw_pw'@'%'")
+        .await
+        .unwrap();
+    let host = admin.split_once('@').unwrap().1;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("db-password");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    let cfg = |extra: &str| {
+        format!("[database]\nurl = \"mysql://smsgw_pw@{host}\"\n{extra}\n[[modem]]\nid = \"m1\"\ndevice = \"sim:generic\"\n")
+    };
+    let file = dir.path().join("with-file.toml");
+    std::fs::write(&file, cfg(&format!("password_file = \"{}\"", pw.display()))).unwrap();
+    let o = smsgw(&["migrate", "--config", file.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("up to date") && !out.contains("w/rd"), "{out}");
+
+    // No password: refused by the server.
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, cfg("")).unwrap();
+    let o = smsgw(&["migrate", "--config", bare.to_str().unwrap()], &[]);
+    assert!(!o.status.success(), "connected without the password");
+
+    // systemd's credential (LoadCredential=database-password:...).
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::copy(&pw, creds.join("database-password")).unwrap();
+    let o = smsgw(
+        &["migrate", "--config", bare.to_str().unwrap()],
+        &[("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = smsgw(
+        &[
+            "check-config",
+            "--config",
+            file.to_str().unwrap(),
+            "--print",
+        ],
+        &[],
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("w/rd"));
+}

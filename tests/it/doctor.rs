@@ -14,6 +14,21 @@ fn doctor(args: &[&str]) -> Output {
         .unwrap()
 }
 
+fn doctor_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .arg("doctor")
+        .args(args)
+        .args(["--timeout", "20"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
@@ -40,9 +55,24 @@ fn doctor_explains_what_is_wrong() {
     let o = doctor(&["--device", &dev("pin")]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("asks for a PIN"), "{}", text(&o));
-    let o = doctor(&["--device", &dev("pin"), "--pin", "2468"]);
+    // The PIN on standard input, and in the environment; never in argv.
+    let o = doctor_stdin(&["--device", &dev("pin"), "--pin-stdin"], "2468\n");
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("2468"), "the PIN is never printed");
+    let o = Command::new(env!("CARGO_BIN_EXE_smsgw"))
+        .args(["doctor", "--device", &dev("pin"), "--timeout", "20"])
+        .env("SMSGW_DOCTOR_PIN", "2468")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = doctor(&["--device", &dev("pin"), "--pin", "2468"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--pin is refused") && e.contains("--pin-stdin"),
+        "{e}"
+    );
+    assert!(!e.contains("2468"), "{e}");
 
     let o = doctor(&["--device", &dev("off")]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
