@@ -4,8 +4,16 @@
 //! `<4>` warning, `<6>` info, `<7>` debug), which journald reads off the stream
 //! (SyslogLevelPrefix=, on by default), so `journalctl -p warning -u smsgw` works.
 //! `text` adds timestamps for a terminal; `json` writes one JSON object per line.
+//!
+//! Whatever the format, one event is one line: [`one_line`] escapes every
+//! control character a field could carry (a GSM-7 sender or an SMS text may
+//! hold a newline, an outbox row anything) and cuts an event at
+//! [`MAX_LINE`] bytes, below journald's own line limit, so no value from the
+//! network or another system can start a forged journal entry.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::io::Write;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -41,6 +49,91 @@ where
     }
 }
 
+/// The longest event written, in bytes. journald splits longer lines
+/// (LineMax=, 48 KiB by default) and the continuation would be a line of its own.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// `event` (one formatted event, its final newline optional) as exactly one
+/// line: CR, LF and the other C0 controls but tab become `\r`, `\n`, `\xNN`;
+/// U+0085, U+2028 and U+2029 (lines to some readers) become `\u{..}`; ESC is kept
+/// only with `keep_esc` (the terminal's colours; field values are already
+/// sanitized by tracing-subscriber). The result ends in one `\n`.
+pub fn one_line(event: &str, keep_esc: bool) -> Cow<'_, str> {
+    let body = event.strip_suffix('\n').unwrap_or(event);
+    let clean = |c: char| {
+        (c == '\t' || (keep_esc && c == '\x1b') || !c.is_control())
+            && !matches!(c, '\u{2028}' | '\u{2029}')
+    };
+    if body.len() <= MAX_LINE && body.chars().all(clean) {
+        return if body.len() < event.len() {
+            Cow::Borrowed(event)
+        } else {
+            Cow::Owned(format!("{event}\n"))
+        };
+    }
+    let mut out = String::with_capacity(body.len().min(MAX_LINE) + 32);
+    for (i, c) in body.char_indices() {
+        if out.len() >= MAX_LINE {
+            out.push_str(&format!(" [... {} more bytes cut]", body.len() - i));
+            break;
+        }
+        match c {
+            c if clean(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    out.push('\n');
+    Cow::Owned(out)
+}
+
+/// Standard error through [`one_line`]: tracing-subscriber writes each event
+/// into one writer, which this buffers and writes, made one line, when dropped.
+#[derive(Clone, Copy)]
+struct OneLineStderr {
+    keep_esc: bool,
+}
+
+struct EventBuf {
+    buf: Vec<u8>,
+    keep_esc: bool,
+}
+
+impl Write for EventBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventBuf {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.buf);
+        // Nowhere to report a failed write to standard error.
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(one_line(&text, self.keep_esc).as_bytes());
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OneLineStderr {
+    type Writer = EventBuf;
+    fn make_writer(&'a self) -> EventBuf {
+        EventBuf {
+            buf: Vec::with_capacity(256),
+            keep_esc: self.keep_esc,
+        }
+    }
+}
+
 /// Installs the subscriber for `[log]`; `RUST_LOG` overrides the level (not an
 /// `SMSGW_*` name: those are configuration keys).
 pub fn init(cfg: &crate::config::Log) {
@@ -48,12 +141,13 @@ pub fn init(cfg: &crate::config::Log) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("smsgw={}", cfg.level)));
     use std::io::IsTerminal;
+    // Colours only for a person at a terminal, never into a file or the journal.
+    let ansi = std::io::stderr().is_terminal() && cfg.format == "text";
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Colours only for a person at a terminal, never into a file or the journal.
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_target(false)
-        .with_writer(std::io::stderr);
+        .with_writer(OneLineStderr { keep_esc: ansi });
     let _ = match cfg.format.as_str() {
         "text" => b.try_init(),
         "json" => b.json().try_init(),
@@ -80,5 +174,49 @@ mod tests {
         assert_eq!(priority(&Level::INFO), 6);
         assert_eq!(priority(&Level::DEBUG), 7);
         assert_eq!(priority(&Level::TRACE), 7);
+    }
+
+    #[test]
+    fn an_event_is_one_line_whatever_its_fields_hold() {
+        // A clean line is passed through untouched.
+        assert!(matches!(
+            one_line("<6>sent id=1\n", false),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(one_line("<6>no newline", false), "<6>no newline\n");
+        // A sender "Ab\n<3>root" from the network cannot start a journal entry.
+        let forged = "<6>incoming message from=Ab\n<3>root login\r\n";
+        let out = one_line(forged, false);
+        assert_eq!(out, "<6>incoming message from=Ab\\n<3>root login\\r\n");
+        for hostile in [
+            "\0", "\x0b", "\x0c", "\x1b[2J", "\x7f", "\u{85}", "\u{2028}", "\u{2029}",
+        ] {
+            let event = format!("<6>x={hostile}y\n");
+            let out = one_line(&event, false);
+            assert_eq!(out.matches('\n').count(), 1, "{hostile:?} -> {out:?}");
+            assert!(out.ends_with('\n'));
+            assert!(
+                !out[..out.len() - 1].chars().any(|c| c.is_control()),
+                "{out:?}"
+            );
+            assert!(!out.contains('\u{2028}') && !out.contains('\u{2029}'));
+        }
+        // Tabs stay; ESC stays only for a terminal's colours.
+        assert_eq!(one_line("a\tb\n", false), "a\tb\n");
+        assert_eq!(
+            one_line("\x1b[1mINFO\x1b[0m\n", true),
+            "\x1b[1mINFO\x1b[0m\n"
+        );
+        assert_eq!(one_line("\x1b[1m\n", false), "\\x1b[1m\n");
+        // A huge event is cut below journald's line limit, on a character boundary.
+        let big = format!("<7>incoming body={}\n", "祝".repeat(40_000));
+        let out = one_line(&big, false);
+        assert!(out.len() < MAX_LINE + 64, "{}", out.len());
+        assert!(
+            out.ends_with("more bytes cut]\n"),
+            "{}",
+            &out[out.len() - 40..]
+        );
+        assert_eq!(out.matches('\n').count(), 1);
     }
 }

@@ -453,12 +453,12 @@ impl Inbound {
         if !new {
             return;
         }
-        info!(modem = %m.modem, from = %m.sender.escape_debug(), parts = m.parts, opt_out = m.opt_out, "incoming message");
+        info!(modem = %m.modem, from = %m.sender, parts = m.parts, opt_out = m.opt_out, "incoming message");
         if self.rules.log_bodies {
-            debug!(modem = %m.modem, from = %m.sender.escape_debug(), body = %m.body.escape_debug(), "incoming body");
+            debug!(modem = %m.modem, from = %m.sender, body = %m.body, "incoming body");
         }
         if m.opt_out {
-            info!(recipient = %m.sender.escape_debug(), "opted out");
+            info!(recipient = %m.sender, "opted out");
         }
         metrics::counter!("smsgw_incoming_messages_total", "modem" => m.modem.clone()).increment(1);
     }
@@ -632,7 +632,7 @@ impl Inbound {
             match self.store.store_incomplete(&g, &m).await {
                 Ok(new) => {
                     warn!(
-                        modem = %m.modem, from = %m.sender.escape_debug(), parts = m.parts, missing = m.missing_parts,
+                        modem = %m.modem, from = %m.sender, parts = m.parts, missing = m.missing_parts,
                         "incoming message stored incomplete: the network did not deliver its other parts"
                     );
                     self.stored(&m, new);

@@ -258,7 +258,9 @@ impl Session {
         while let Some(ev) = self.engine.poll_event() {
             match ev {
                 Event::Done { id: d, outcome } if Some(d) == id => found = Some(outcome),
-                Event::Done { id: d, outcome } => debug!(id = d, ?outcome, "stale command outcome"),
+                Event::Done { id: d, outcome } => {
+                    debug!(id = d, outcome = %redact(&format!("{outcome:?}")), "stale command outcome")
+                }
                 Event::Urc(u) => {
                     if matches!(u, Urc::Ready { .. }) {
                         self.saw_boot = true;
@@ -269,7 +271,7 @@ impl Session {
                     if let Some(mr) = parse::cmgs(&lines) {
                         self.late_mrs.push(mr);
                     }
-                    debug!(?lines, "late reply after a timeout");
+                    debug!(lines = ?lines.iter().map(|l| redact(l)).collect::<Vec<_>>(), "late reply after a timeout");
                 }
                 Event::StaleReply { cause, lines } => {
                     let mrs: Vec<u8> = lines
@@ -291,10 +293,10 @@ impl Session {
                     warn!(command = ?id, line = %redact(&line).escape_debug(), "a reply that cannot belong to the command in flight: resynchronising");
                 }
                 Event::Rebooted { line } => {
-                    warn!(line = %line.escape_debug(), "the modem announced a reboot");
+                    warn!(line = %redact(&line), "the modem announced a reboot");
                     self.rebooted = Some(line);
                 }
-                Event::Unsolicited(l) => debug!(line = %l, "unsolicited line ignored"),
+                Event::Unsolicited(l) => debug!(line = %redact(&l), "unsolicited line ignored"),
                 Event::Overflow { discarded } => {
                     warn!(discarded, "garbage on the line (wrong baud rate?)")
                 }
@@ -931,11 +933,15 @@ impl Actor {
                     self.update_readiness();
                 }
                 Urc::SimState { state } => debug!(modem = %self.cfg.id, %state, "SIM state"),
-                Urc::Ready { line } => debug!(modem = %self.cfg.id, %line, "modem ready marker"),
+                Urc::Ready { line } => {
+                    debug!(modem = %self.cfg.id, line = %redact(&line), "modem ready marker")
+                }
                 Urc::Call { line } => {
                     debug!(modem = %self.cfg.id, %line, "call indication ignored")
                 }
-                Urc::Noise { line } => trace!(modem = %self.cfg.id, %line, "vendor noise"),
+                Urc::Noise { line } => {
+                    trace!(modem = %self.cfg.id, line = %redact(&line), "vendor noise")
+                }
             }
         }
         Ok(())

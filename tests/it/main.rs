@@ -13,6 +13,7 @@ mod db_restart;
 mod doctor;
 mod flood;
 mod hostile;
+mod logs;
 mod modem_e2e;
 mod packaging;
 mod pdu_props;
