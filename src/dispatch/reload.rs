@@ -68,6 +68,11 @@ impl Dispatcher {
         for id in self.core.reload(rules, &modems, &r.removed) {
             self.retire(&id).await;
         }
+        // `smsgw modems` shows the new quotas at once, not after the next send.
+        let ids: Vec<String> = self.core.slots.keys().cloned().collect();
+        for id in &ids {
+            self.publish_usage(id);
+        }
         self.cfg.limits = new.limits;
         self.cfg.recipient_limits = new.recipient_limits;
         self.cfg.quiet_hours = new.quiet_hours;

@@ -181,6 +181,28 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// Creates a missing database file readable and writable by its group
+/// (0660, less the umask), instead of SQLite's 0644: where the directory gives
+/// the group (the package's setgid `outbox/`, group smsgw-outbox), local
+/// writers can INSERT. SQLite gives its -wal and -shm files the database's
+/// own mode. An existing file is left as the administrator made it.
+fn create_shareable(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
+        return Ok(()); // in memory
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o660)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Sql<Sqlite> {
     pub async fn connect(url: &str) -> Result<Sql<Sqlite>> {
         let err = |source| StoreError::Connect {
@@ -202,6 +224,7 @@ impl Sql<Sqlite> {
         {
             std::fs::create_dir_all(dir).map_err(|e| err(sqlx::Error::Io(e)))?;
         }
+        create_shareable(opts.get_filename()).map_err(|e| err(sqlx::Error::Io(e)))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))

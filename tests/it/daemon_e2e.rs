@@ -356,15 +356,26 @@ async fn reload_adds_and_removes_modems() {
     assert!(d.initialised(Duration::from_secs(30)).await);
     assert_eq!(d.modems().len(), 1);
 
-    // Add m2 (and keep m1).
-    let two = config(
+    // Add m2 (and keep m1), with a new daily quota.
+    let mut two = config(
         &url,
         vec![
             modem("m1", "sim:generic:5-20"),
             modem("m2", "sim:huawei:5-20"),
         ],
     );
+    two.limits.per_day = 777;
     d.reload(two).await;
+    // The kept modem's new quota shows at once (`smsgw modems`), before any send.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while d.steer.usage("m1").per_day != 777 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "m1 still shows quota {}",
+            d.steer.usage("m1").per_day
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let ids: Vec<String> = d.modems().iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids, ["m1", "m2"]);
     assert!(
