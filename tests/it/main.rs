@@ -21,3 +21,4 @@ mod pdu_vectors;
 mod restart;
 mod service;
 mod store;
+mod tls;
