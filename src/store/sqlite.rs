@@ -185,11 +185,25 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
 /// (0660, less the umask), instead of SQLite's 0644: where the directory gives
 /// the group (the package's setgid `outbox/`, group smsgw-outbox), local
 /// writers can INSERT. SQLite gives its -wal and -shm files the database's
-/// own mode. An existing file is left as the administrator made it.
+/// own mode. An existing file is left as the administrator made it; a symbolic
+/// link in its place (or in a -wal, -shm or -journal file's) is refused.
 fn create_shareable(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
         return Ok(()); // in memory
+    }
+    // The directory may be shared with the outbox writers: a symbolic link
+    // planted there must not make SQLite write the daemon's pages elsewhere.
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = std::path::PathBuf::from(p);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link: the database and its -wal, -shm and -journal files must be plain files",
+                p.display()
+            )));
+        }
     }
     match std::fs::OpenOptions::new()
         .write(true)

@@ -1749,3 +1749,27 @@ mod documented_sql {
         run(Backend::Mysql, "### MySQL 8 / MariaDB").await
     }
 }
+
+/// The SQLite directory may be shared with local writers (group smsgw-outbox):
+/// a symbolic link they plant as the database or its -wal/-shm file is refused,
+/// and the file it points at is left alone.
+#[tokio::test]
+async fn sqlite_files_planted_as_symlinks_are_refused() {
+    for suffix in ["", "-wal", "-shm"] {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("daemon-private.journal");
+        std::fs::write(&victim, "precious").unwrap();
+        let db = dir.path().join("smsgw.db");
+        if !suffix.is_empty() {
+            // The database exists (an empty file is one); the writer adds a link.
+            std::fs::write(&db, "").unwrap();
+        }
+        std::os::unix::fs::symlink(&victim, format!("{}{suffix}", db.display())).unwrap();
+        let e = Store::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a symlinked {suffix:?} file was used"));
+        assert!(e.to_string().contains("symbolic link"), "{suffix:?}: {e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+}
