@@ -122,7 +122,40 @@ pub fn groups_from_proc_status(text: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The peer's supplementary groups: its process's own (/proc/PID/status), or,
+/// The peer's supplementary groups as the kernel recorded them when it
+/// connected (SO_PEERGROUPS, Linux 4.13): no /proc, no group database, no
+/// race with a reused pid. None where the kernel lacks it.
+pub fn socket_peer_groups(fd: std::os::fd::BorrowedFd<'_>) -> Option<Vec<u32>> {
+    use std::os::fd::AsRawFd;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    for _ in 0..2 {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: the buffer is `len` bytes long and lives across the call; the
+        // kernel writes at most `len` bytes and reports the length it needs.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        if r == 0 {
+            groups.truncate(n);
+            return Some(groups);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
+            return None;
+        }
+        groups.resize(n.max(groups.len() * 2), 0);
+    }
+    None
+}
+
+/// The peer's supplementary groups where the kernel cannot tell them
+/// ([`socket_peer_groups`]): its process's own (/proc/PID/status), or,
 /// where /proc hides other users' processes (systemd's `ProtectProc=invisible`),
 /// its user's groups from the group database. Empty if neither can be read: the
 /// peer then counts only with its uid and primary gid (a refusal, never a grant).
@@ -213,5 +246,20 @@ mod tests {
         // Without /proc: the group database (root is in group root everywhere).
         let db = peer_groups(None, 0, 0);
         assert!(db.contains(&0), "{db:?}");
+    }
+
+    #[test]
+    fn the_kernel_tells_a_peers_groups() {
+        use std::os::fd::AsFd;
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut got = socket_peer_groups(a.as_fd()).expect("SO_PEERGROUPS");
+        let mut ours: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        got.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(got, ours);
     }
 }

@@ -284,7 +284,8 @@ fn peer_of(stream: &UnixStream) -> Option<Peer> {
         uid: c.uid(),
         gid: c.gid(),
         pid: c.pid(),
-        groups: peer_groups(c.pid(), c.uid(), c.gid()),
+        groups: super::auth::socket_peer_groups(std::os::fd::AsFd::as_fd(stream))
+            .unwrap_or_else(|| peer_groups(c.pid(), c.uid(), c.gid())),
     })
 }
 
