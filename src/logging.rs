@@ -89,16 +89,48 @@ pub fn one_line(event: &str, keep_esc: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`one_line`] for `format = "json"`: serde_json already escapes C0 controls,
+/// so what is left (DEL, C1, U+2028/2029, only ever inside strings) becomes
+/// `\uXXXX`, which keeps the line valid JSON. An event too long is replaced by
+/// a valid one saying so, with its beginning.
+pub fn json_line(event: &str) -> Cow<'_, str> {
+    let body = event.strip_suffix('\n').unwrap_or(event);
+    let odd = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if body.len() > MAX_LINE {
+        let head: String = body.chars().take(MAX_LINE / 8).collect();
+        let v = serde_json::json!({
+            "level": "WARN",
+            "fields": {"message": "log event cut", "bytes": body.len(), "head": head},
+        });
+        return Cow::Owned(format!("{}\n", json_line(&v.to_string()).trim_end()));
+    }
+    if !body.chars().any(odd) {
+        return one_line(event, false);
+    }
+    let mut out = String::with_capacity(body.len() + 16);
+    for c in body.chars() {
+        if odd(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    Cow::Owned(out)
+}
+
 /// Standard error through [`one_line`]: tracing-subscriber writes each event
 /// into one writer, which this buffers and writes, made one line, when dropped.
 #[derive(Clone, Copy)]
 struct OneLineStderr {
     keep_esc: bool,
+    json: bool,
 }
 
 struct EventBuf {
     buf: Vec<u8>,
     keep_esc: bool,
+    json: bool,
 }
 
 impl Write for EventBuf {
@@ -118,9 +150,14 @@ impl Drop for EventBuf {
         }
         let text = String::from_utf8_lossy(&self.buf);
         // Nowhere to report a failed write to standard error.
-        let _ = std::io::stderr()
-            .lock()
-            .write_all(one_line(&text, self.keep_esc).as_bytes());
+        let _ = std::io::stderr().lock().write_all(
+            if self.json {
+                json_line(&text)
+            } else {
+                one_line(&text, self.keep_esc)
+            }
+            .as_bytes(),
+        );
     }
 }
 
@@ -130,6 +167,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OneLineStderr {
         EventBuf {
             buf: Vec::with_capacity(256),
             keep_esc: self.keep_esc,
+            json: self.json,
         }
     }
 }
@@ -147,7 +185,16 @@ pub fn init(cfg: &crate::config::Log) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_target(false)
-        .with_writer(OneLineStderr { keep_esc: ansi });
+        .with_writer(OneLineStderr {
+            keep_esc: ansi,
+            json: cfg.format == "json",
+        });
+    // A panic is an error entry like any other (one line, priority 3), not the
+    // default hook's lines at the journal's default priority.
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::capture();
+        tracing::error!(panic = %info, %backtrace, "panic");
+    }));
     let _ = match cfg.format.as_str() {
         "text" => b.try_init(),
         "json" => b.json().try_init(),
@@ -218,5 +265,26 @@ mod tests {
             &out[out.len() - 40..]
         );
         assert_eq!(out.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn a_json_event_stays_valid_json_on_one_line() {
+        let hostile = "A\n\r\u{7f}\u{85}\u{9b}\u{2028}\u{2029}\x1b[2J祝";
+        let event = serde_json::json!({"fields": {"from": hostile}}).to_string() + "\n";
+        let out = json_line(&event);
+        assert_eq!(out.matches('\n').count(), 1, "{out:?}");
+        assert!(!out
+            .trim_end()
+            .chars()
+            .any(|c| c.is_control() || c == '\u{2028}'));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["fields"]["from"], hostile, "the value survives, escaped");
+        // Too long: still one valid JSON line, saying what happened.
+        let big = serde_json::json!({"fields": {"body": "祝\u{2028}".repeat(20_000)}}).to_string();
+        let out = json_line(&big);
+        assert!(out.len() < MAX_LINE, "{}", out.len());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["fields"]["message"], "log event cut");
+        assert_eq!(v["fields"]["bytes"], big.len());
     }
 }

@@ -130,9 +130,23 @@ struct Session {
     reports: Option<ReportMode>,
     /// Boot lines came while the session started: the modem just powered up.
     saw_boot: bool,
+    /// An `AT+CPIN=` is on the wire, or timed out with its echo maybe still to
+    /// come: the raw input trace shows only byte counts, since a read may split
+    /// the echoed PIN where [`redact`] cannot see it. Cleared by the next answer.
+    masking_rx: bool,
 }
 
 impl Session {
+    /// The raw input at trace level (redacted: a modem with echo on repeats
+    /// AT+CPIN="..."), or only its size while a PIN may be in it.
+    fn trace_rx(&self, n: usize) {
+        if self.masking_rx {
+            trace!(bytes = n, "read (masked: the answer to AT+CPIN=)");
+        } else {
+            trace!(rx = %redact(&String::from_utf8_lossy(&self.buf[..n])).escape_debug(), "read");
+        }
+    }
+
     async fn flush(&mut self) -> Result<(), Lost> {
         while let Some(bytes) = self.engine.poll_transmit() {
             trace!(tx = %redact(&String::from_utf8_lossy(&bytes)).escape_debug(), "write");
@@ -157,8 +171,7 @@ impl Session {
                 // Ok(0) is how a vanished pty or USB device shows itself: never spin on it.
                 Ok(0) => return Err(lost("device closed (unplugged?)")),
                 Ok(n) => {
-                    // Redacted too: a modem with echo on repeats AT+CPIN="...".
-                    trace!(rx = %redact(&String::from_utf8_lossy(&self.buf[..n])).escape_debug(), "read");
+                    self.trace_rx(n);
                     self.engine.handle_input(Instant::now().into_std(), &self.buf[..n]);
                 }
                 Err(e) => return Err(lost(format!("read failed: {e}"))),
@@ -181,7 +194,7 @@ impl Session {
                 r = self.port.read(&mut self.buf) => match r {
                     Ok(0) => return Err(lost("device closed (unplugged?)")),
                     Ok(n) => {
-                        trace!(rx = %redact(&String::from_utf8_lossy(&self.buf[..n])).escape_debug(), "read");
+                        self.trace_rx(n);
                         self.engine.handle_input(Instant::now().into_std(), &self.buf[..n]);
                         self.collect(None)?;
                     }
@@ -222,6 +235,9 @@ impl Session {
 
     async fn exec_once(&mut self, cmd: Command) -> Result<Outcome, (Lost, Outcome)> {
         debug!(cmd = %redact(&cmd.line), "command");
+        if cmd.line.to_ascii_uppercase().contains("+CPIN=") {
+            self.masking_rx = true;
+        }
         let id = self.engine.submit(cmd);
         loop {
             let r = match self.flush().await {
@@ -229,7 +245,12 @@ impl Session {
                 Err(l) => Err(l),
             };
             let r = match r {
-                Ok(Some(o)) => return Ok(o),
+                Ok(Some(o)) => {
+                    if !matches!(o, Outcome::Timeout(..)) {
+                        self.masking_rx = false;
+                    }
+                    return Ok(o);
+                }
                 Ok(None) if self.engine.consecutive_timeouts() >= self.max_timeouts => Err(Lost(
                     format!(
                         "no answer to {} commands in a row",
@@ -352,6 +373,7 @@ impl Actor {
                         rebooted: None,
                         reports: None,
                         saw_boot: false,
+                        masking_rx: false,
                     };
                     let end = self.session(&mut s).await;
                     if matches!(end, End::Reset(_)) {

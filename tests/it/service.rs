@@ -228,4 +228,16 @@ fn a_dead_essential_task_takes_the_process_down_with_the_reason() {
             && log.contains("the dispatcher panicked: failpoint dispatcher_loop"),
         "{log}"
     );
+    // The panic itself is one error entry of the journal, not the default
+    // hook's lines at the default priority.
+    assert!(
+        log.lines().any(|l| l.starts_with("<3>")
+            && l.contains("panic")
+            && l.contains("failpoint dispatcher_loop")),
+        "{log}"
+    );
+    assert!(
+        log.lines().all(|l| l.starts_with('<')),
+        "a line that is not a journal entry of its own:\n{log}"
+    );
 }
