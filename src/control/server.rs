@@ -272,6 +272,35 @@ pub async fn serve(
 
 /// One answer written without waiting (the socket is new, its buffer empty),
 /// then the connection closes: a refused client costs no task and no slot.
+/// Rate-limits a log line: [`LogLimit::allow`] says yes at most once per
+/// period, with how many were held back since.
+struct LogLimit {
+    last: std::sync::Mutex<Option<Instant>>,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimit {
+    const fn new() -> Self {
+        LogLimit {
+            last: std::sync::Mutex::new(None),
+            held: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(self.held.swap(0, Ordering::Relaxed))
+    }
+}
+
+static REFUSALS: LogLimit = LogLimit::new();
+
 fn refuse(stream: &UnixStream, r: &Response) {
     let mut out = serde_json::to_vec(r).unwrap_or_else(|_| b"{}".to_vec());
     out.push(b'\n');
@@ -325,7 +354,10 @@ async fn connection(stream: UnixStream, peer: Option<Peer>, ctx: &Context) -> st
             Err(refusal) => refusal,
             Ok(req) => match &peer {
                 Some(p) if req.is_control() && !ctx.policy.allows(p) => {
-                    warn!(peer = %p, request = req.name(), "control request refused");
+                    // At most one line per 10 s: a reader cannot flood the journal.
+                    if let Some(suppressed) = REFUSALS.allow() {
+                        warn!(peer = %p, request = req.name(), suppressed, "control request refused");
+                    }
                     Response::err(
                         ErrorCode::Forbidden,
                         format!(
@@ -594,7 +626,7 @@ async fn queue(ctx: &Context) -> Result<Response, Response> {
 }
 
 async fn view(ctx: &Context, row: OutboxRow) -> Result<MessageView, Response> {
-    let parts = ctx.store.parts(row.id).await.map_err(failed)?;
+    let parts = with_deadline(ctx, ctx.store.parts(row.id)).await?;
     Ok(MessageView { row, parts })
 }
 
@@ -604,14 +636,11 @@ async fn message(
     recipient: Option<String>,
 ) -> Result<Response, Response> {
     let rows = match (id, recipient) {
-        (Some(id), _) => ctx
-            .store
-            .get(id)
-            .await
-            .map_err(failed)?
+        (Some(id), _) => with_deadline(ctx, ctx.store.get(id))
+            .await?
             .into_iter()
             .collect(),
-        (None, Some(r)) => ctx.store.find_recipient(&r).await.map_err(failed)?,
+        (None, Some(r)) => with_deadline(ctx, ctx.store.find_recipient(&r)).await?,
         (None, None) => {
             return Err(Response::err(
                 ErrorCode::BadRequest,

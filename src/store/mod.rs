@@ -99,17 +99,35 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The url with any password masked, for messages.
+/// The url with any password masked, for messages: the userinfo's, and a
+/// `password=` or `sslpassword=` query parameter's.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:****{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    let masked = redact_userinfo(url);
+    let Some(q) = masked.find('?') else {
+        return masked;
+    };
+    let params: Vec<String> = masked[q + 1..]
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.to_ascii_lowercase().ends_with("password") => format!("{k}=****"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{}?{}", &masked[..q], params.join("&"))
+}
+
+fn redact_userinfo(url: &str) -> String {
+    let Some(s) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[s + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:****{}", &url[..s + 3], &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -597,6 +615,15 @@ mod tests {
         assert_eq!(
             redact_url("mysql://root@127.0.0.1/test"),
             "mysql://root@127.0.0.1/test"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db?sslmode=verify-full&password=x&sslpassword=y"),
+            "postgres://u:****@h/db?sslmode=verify-full&password=****&sslpassword=****"
+        );
+        // An @ in the query is not the userinfo's.
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?sslrootcert=/etc/a@b.crt"),
+            "postgres://u:****@h/db?sslrootcert=/etc/a@b.crt"
         );
     }
 }
