@@ -6,8 +6,8 @@
 //! idle CPU, and resident memory.
 //!
 //! Run: `cargo bench --bench campaign` (`-- quick` for a smaller run, `-- 1:10000`
-//! for chosen MODEMS:MESSAGES runs, `-- pickup` for insert-to-send latency on an
-//! idle daemon on each backend).
+//! for chosen MODEMS:MESSAGES runs, `-- pickup [sqlite|postgres|mysql]` for
+//! insert-to-send latency on an idle daemon on each backend, or those named).
 
 use smsgw::config::{Config, Modem};
 use smsgw::daemon::Daemon;
@@ -226,8 +226,14 @@ fn main() {
             .enable_all()
             .build()
             .unwrap();
+        // `-- pickup sqlite` (or postgres, mysql) measures only those.
+        let named: Vec<String> = std::env::args()
+            .filter(|a| ["sqlite", "postgres", "mysql"].contains(&a.as_str()))
+            .collect();
         for backend in ["sqlite", "postgres", "mysql"] {
-            rt.block_on(pickup(backend, 64));
+            if named.is_empty() || named.iter().any(|n| n == backend) {
+                rt.block_on(pickup(backend, 64));
+            }
         }
         return;
     }

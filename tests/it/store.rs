@@ -1773,3 +1773,34 @@ async fn sqlite_files_planted_as_symlinks_are_refused() {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 }
+
+/// SQLite's watch after a quiet spell: an insert by another connection pool,
+/// as another process makes it, wakes it promptly, again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_watch_wakes_after_a_quiet_spell() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let daemon = Store::connect(&url).await.unwrap();
+    daemon.migrate().await.unwrap();
+    let w = daemon.watch().await.unwrap();
+    let other = Store::connect(&url).await.unwrap();
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(1), w.changed()).await;
+        let t = std::time::Instant::now();
+        other
+            .execute_raw(&format!(
+                "INSERT INTO outbox (recipient, body) VALUES ('10086', 'quiet {round}')"
+            ))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(3), w.changed())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the insert woke nothing"));
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "round {round}: woken after {:?}",
+            t.elapsed()
+        );
+    }
+}
