@@ -137,7 +137,7 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<ExitCode> {
     Ok(match rt.block_on(dispatch(cmd)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("smsgw: {e}");
+            eprintln!("smsgw: {}", shown(&e.to_string()));
             ExitCode::from(match &e {
                 ClientError::Connect { .. } | ClientError::Closed => EXIT_UNREACHABLE,
                 ClientError::Refused(b) if b.code == ErrorCode::Forbidden => EXIT_FORBIDDEN,
@@ -148,6 +148,26 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<ExitCode> {
             })
         }
     })
+}
+
+/// Text for a person's terminal: what the daemon relays from outside (an
+/// outbox row another system wrote, a modem's operator name, an error) may
+/// hold escape sequences that would move the cursor, retitle the window or
+/// fake output. Controls but newline and tab are shown as `\xNN` / `\u{..}`.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    let odd = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(odd) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !odd(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -172,7 +192,7 @@ async fn dispatch(cmd: OpsCommand) -> Result<(), ClientError> {
                 };
                 print_json(&serde_json::json!({"summary": s, "modems": m, "queue": q}));
             } else {
-                print!("{}", status_text(&mut cl).await?);
+                print!("{}", shown(&status_text(&mut cl).await?));
             }
         }
         OpsCommand::Modems(c) => {
@@ -181,7 +201,7 @@ async fn dispatch(cmd: OpsCommand) -> Result<(), ClientError> {
                 print_json(&cl.raw(Request::Modems).await?);
             } else {
                 let m: Vec<ModemView> = cl.call(Request::Modems).await?;
-                print!("{}", render_modems(&m));
+                print!("{}", shown(&render_modems(&m)));
             }
         }
         OpsCommand::Queue(c) => {
@@ -190,7 +210,7 @@ async fn dispatch(cmd: OpsCommand) -> Result<(), ClientError> {
                 print_json(&cl.raw(Request::Queue).await?);
             } else {
                 let q: QueueView = cl.call(Request::Queue).await?;
-                print!("{}", render_queue(&q));
+                print!("{}", shown(&render_queue(&q)));
             }
         }
         OpsCommand::Message { conn, id, to } => {
@@ -201,7 +221,7 @@ async fn dispatch(cmd: OpsCommand) -> Result<(), ClientError> {
             } else {
                 let ms: Vec<MessageView> = cl.call(req).await?;
                 for m in &ms {
-                    print!("{}", render_message(m));
+                    print!("{}", shown(&render_message(m)));
                 }
             }
         }
@@ -236,7 +256,7 @@ async fn dispatch(cmd: OpsCommand) -> Result<(), ClientError> {
                     },
                 };
                 // Clear the screen and redraw in place.
-                print!("\x1b[2J\x1b[H{text}");
+                print!("\x1b[2J\x1b[H{}", shown(&text));
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
                 n += 1;
@@ -278,9 +298,9 @@ async fn control(conn: &Conn, req: Request) -> Result<(), ClientError> {
     } else {
         let d: Done = cl.call(req).await?;
         if d.mrs.is_empty() {
-            println!("{}", d.message);
+            println!("{}", shown(&d.message));
         } else {
-            println!("{} (message references {:?})", d.message, d.mrs);
+            println!("{} (message references {:?})", shown(&d.message), d.mrs);
         }
     }
     Ok(())
@@ -543,6 +563,18 @@ pub fn render_message(m: &MessageView) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_the_daemon_relays_cannot_drive_the_terminal() {
+        use super::shown;
+        // An outbox body another system wrote, as `smsgw message` shows it.
+        let body = "提醒\x1b]0;pwned\x07\x1b[2J\r\u{9b}31m\u{7f}";
+        let out = shown(body);
+        assert!(!out.chars().any(|c| c.is_control()), "{out:?}");
+        assert_eq!(out, "提醒\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\u{9b}31m\\x7f");
+        // Our own layout stays.
+        assert_eq!(shown("a\tb\nc\n"), "a\tb\nc\n");
+    }
+
     use super::*;
 
     #[test]
