@@ -8,6 +8,7 @@
 //! a plain connection is refused by the server. The daemon's own CLI
 //! (`smsgw migrate`) goes the same way.
 
+use super::db_restart::free_port;
 use smsgw::store::{NewMessage, Store};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -102,14 +103,6 @@ fn certificates(dir: &Path) {
         "-extfile",
         "ext.cnf",
     ]);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs `c` as `user` when we are root (servers refuse to run as root).
