@@ -190,10 +190,15 @@ impl Dispatcher {
                 _ = steer.woken() => {}
                 _ = tokio::time::sleep(poll + jitter) => {}
                 _ = async { match &watch { Some(w) => w.changed().await, None => std::future::pending().await } } => {}
-                Some(joined) = self.sends.join_next(), if !self.sends.is_empty() => match joined {
-                    Ok(d) => self.finish(d).await,
-                    Err(e) => return Err(format!("a send task died: {e}")),
-                },
+                Some(joined) = self.sends.join_next(), if !self.sends.is_empty() => {
+                    // Sends that finished together are recorded together, and
+                    // their modems are given work by one claim.
+                    let mut done = vec![joined.map_err(|e| format!("a send task died: {e}"))?];
+                    while let Some(j) = self.sends.try_join_next() {
+                        done.push(j.map_err(|e| format!("a send task died: {e}"))?);
+                    }
+                    self.finish(done).await;
+                }
                 Some(r) = reload.recv() => self.reload(r).await,
                 _ = housekeeping.tick() => {
                     self.housekeeping().await;
@@ -219,7 +224,7 @@ impl Dispatcher {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
         while !self.sends.is_empty() {
             match tokio::time::timeout_at(deadline, self.sends.join_next()).await {
-                Ok(Some(Ok(d))) => self.finish(d).await,
+                Ok(Some(Ok(d))) => self.finish(vec![d]).await,
                 Ok(Some(Err(e))) => return Err(format!("a send task died: {e}")),
                 _ => break,
             }
@@ -466,8 +471,50 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn finish(&mut self, d: Done) {
+    /// Records sends that finished: for each, the parts acknowledged but not
+    /// yet recorded, then every outcome in one transaction.
+    async fn finish(&mut self, done: Vec<Done>) {
         let now = self.clock.db();
+        let mut outcomes = Vec::with_capacity(done.len());
+        for d in &done {
+            let completion = self.outcome_of(d, now).await;
+            outcomes.push((d.claimed.id, completion));
+        }
+        let (store, owner) = (&self.store, &self.owner);
+        match until_written("recording outcomes", &self.steer, || {
+            store.complete_all(owner, &outcomes, now)
+        })
+        .await
+        {
+            Ok(ours) => {
+                for ((id, _), ours) in outcomes.iter().zip(ours) {
+                    match ours {
+                        Ok(true) => {}
+                        Ok(false) => warn!(
+                            id,
+                            "row was taken from us (lease expired); outcome not written"
+                        ),
+                        Err(e) => error!(id, error = %e, "the outcome cannot be recorded"),
+                    }
+                }
+            }
+            Err(e) => {
+                for (id, _) in &outcomes {
+                    error!(id, error = %e, "the outcome cannot be recorded");
+                }
+            }
+        }
+        for d in done {
+            if self.core.retire_if_done(&d.modem) {
+                self.retire(&d.modem).await;
+            }
+        }
+    }
+
+    /// One finished send's outcome, decided by the core; its metrics and log
+    /// line; and the parts the network acknowledged that were not recorded as
+    /// they went (the database was slow): facts, written whatever happens.
+    async fn outcome_of(&mut self, d: &Done, now: chrono::DateTime<chrono::Utc>) -> Completion {
         let report = &d.sent.report;
         let completion = self.core.finished(
             &d.claimed,
@@ -527,22 +574,7 @@ impl Dispatcher {
             }
         }
         metrics::counter!("smsgw_messages_total", "outcome" => outcome(&completion)).increment(1);
-        let (store, owner) = (&self.store, &self.owner);
-        match until_written("recording an outcome", &self.steer, || {
-            store.complete(owner, id, &completion, now)
-        })
-        .await
-        {
-            Ok(true) => {}
-            Ok(false) => warn!(
-                id,
-                "row was taken from us (lease expired); outcome not written"
-            ),
-            Err(e) => error!(id, error = %e, "the outcome cannot be recorded"),
-        }
-        if self.core.retire_if_done(&d.modem) {
-            self.retire(&d.modem).await;
-        }
+        completion
     }
 
     /// Closes a removed modem whose last send is recorded.

@@ -283,6 +283,10 @@ impl Store {
             if left == 0 {
                 break;
             }
+            // Usually nothing urgent is due: a read says so without a write.
+            if !on_db!(self.due_in_category(c.as_str(), now))? {
+                continue;
+            }
             let got: Vec<Claimed> = on_db!(self.claim(owner, left, until, now, Some(c.as_str())))?;
             out.extend(got);
         }
@@ -356,6 +360,31 @@ impl Store {
     ) -> Result<bool> {
         let t = c.transition();
         on_db!(self.complete(owner, id, &t, now))
+    }
+
+    /// Completes several claimed rows at once (sends that finished together),
+    /// in one transaction: for each, `Ok(false)` when `owner` no longer held
+    /// it. The outer error is a transient one (try the whole batch again);
+    /// any other makes each row be written by itself, so that one outcome the
+    /// database refuses does not keep the others unwritten.
+    pub async fn complete_all(
+        &self,
+        owner: &str,
+        done: &[(i64, Completion)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<bool>>> {
+        let ts: Vec<(i64, Transition)> = done.iter().map(|(id, c)| (*id, c.transition())).collect();
+        match on_db!(self.complete_all(owner, &ts, now)) {
+            Ok(ours) => Ok(ours.into_iter().map(Ok).collect()),
+            Err(e) if e.is_transient() || ts.len() < 2 => Err(e),
+            Err(_) => {
+                let mut each = Vec::with_capacity(ts.len());
+                for (id, t) in &ts {
+                    each.push(on_db!(self.complete(owner, *id, t, now)));
+                }
+                Ok(each)
+            }
+        }
     }
 
     /// Settles the rows a previous process with this identity left `sending`
@@ -579,7 +608,7 @@ impl Store {
             Db::Postgres(s) => watch::Source::Postgres(s.listener().await?),
             // data_version counts other connections' commits: it needs a
             // connection of its own, taken out of the pool.
-            Db::Sqlite(s) => watch::Source::Sqlite(s.pool.acquire().await?.detach()),
+            Db::Sqlite(s) => watch::Source::Sqlite(s.read.acquire().await?.detach()),
             Db::Mysql(s) => watch::Source::Mysql(s.pool.clone()),
         };
         Ok(watch::Watch::start(source))

@@ -95,7 +95,10 @@ impl Sql<MySql> {
             .connect_with(opts)
             .await
             .map_err(err)?;
-        Ok(Sql { pool })
+        Ok(Sql {
+            read: pool.clone(),
+            pool,
+        })
     }
 
     pub async fn migrate(&self) -> Result<()> {

@@ -104,7 +104,10 @@ impl Sql<Postgres> {
             .connect_with(opts)
             .await
             .map_err(err)?;
-        Ok(Sql { pool })
+        Ok(Sql {
+            read: pool.clone(),
+            pool,
+        })
     }
 
     /// A listener on the insert notifications. It reconnects by itself but drops

@@ -65,16 +65,26 @@ pub trait Dialect: Database + Sized {
     fn time(row: &Self::Row, col: &str) -> std::result::Result<Option<DateTime<Utc>>, String>;
 }
 
-/// A backend: its pool and the shared operations.
+/// A backend: its pools and the shared operations.
 #[derive(Debug)]
 pub struct Sql<DB: Database> {
+    /// Writes, and the reads a write depends on.
     pub(crate) pool: Pool<DB>,
+    /// Reads that decide nothing written in the same step: lookups for the
+    /// control socket, history counts, the parts a claimed row already has.
+    /// On SQLite a read-only pool of its own beside a writer pool of one
+    /// connection: the daemon's writes queue in the process (first come, first
+    /// served) instead of meeting SQLite's lock, whose busy handler sleeps
+    /// 1, 2, 5... ms before it looks again; reads never wait for the writer
+    /// (WAL). On PostgreSQL and MariaDB the same pool as `pool`.
+    pub(crate) read: Pool<DB>,
 }
 
 impl<DB: Database> Clone for Sql<DB> {
     fn clone(&self) -> Self {
         Sql {
             pool: self.pool.clone(),
+            read: self.read.clone(),
         }
     }
 }
@@ -114,6 +124,12 @@ const ROW: &str =
 pub const CLAIMED: &str =
     "id, recipient, body, category, priority, send_at, expires_at, modem_group, \
                            request_report, flash, attempts, due_at, lease_until";
+
+/// Whether a row of one category is due: read before its claim, so that an
+/// urgent category with nothing due costs a read beside the writer, not a
+/// write in its queue (`outbox_claim_category`).
+const DUE_IN_CATEGORY: &str = "SELECT 1 FROM outbox
+     WHERE state IN ('queued', 'retrying') AND category = ? AND due_at <= ? LIMIT 1";
 
 const SET_INFLIGHT: &str = "UPDATE outbox SET inflight_part = ?, lease_until = ?
      WHERE id = ? AND state = 'sending' AND lease_owner = ?";
@@ -299,14 +315,14 @@ where
     }
 
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
 
     /// The database's clock: lease times are compared on it, so instances whose
     /// clocks disagree never hold one row together.
     pub async fn db_now(&self) -> Result<DateTime<Utc>> {
-        let r = sqlx::query(DB::NOW).fetch_one(&self.pool).await?;
+        let r = sqlx::query(DB::NOW).fetch_one(&self.read).await?;
         Ok(r.try_get::<Ts, _>(0)?.0)
     }
 
@@ -401,7 +417,7 @@ where
         for c in rows.iter_mut() {
             let seqs = sqlx::query(Self::q(RECORDED_SEQS))
                 .bind(c.id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await?;
             c.parts_done = seqs
                 .iter()
@@ -410,6 +426,16 @@ where
             c.parts_done.sort_unstable();
         }
         Ok(())
+    }
+
+    /// Whether a row of `category` is due at `now`.
+    pub async fn due_in_category(&self, category: &str, now: DateTime<Utc>) -> Result<bool> {
+        let r = sqlx::query(Self::q(DUE_IN_CATEGORY))
+            .bind(category)
+            .bind(Ts(now))
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(r.is_some())
     }
 
     /// Marks which part is about to go on the wire. False when `owner` no longer holds the row.
@@ -523,6 +549,39 @@ where
         t: &Transition,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        Self::complete_in(&self.pool, owner, id, t, now).await
+    }
+
+    /// Completes several claimed rows in one transaction; for each, whether it
+    /// was still `owner`'s (nothing is written for one that was not).
+    pub async fn complete_all(
+        &self,
+        owner: &str,
+        done: &[(i64, Transition)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        if let [(id, t)] = done {
+            return Ok(vec![self.complete(owner, *id, t, now).await?]);
+        }
+        let mut tx = DB::begin_write(&self.pool).await?;
+        let mut ours = Vec::with_capacity(done.len());
+        for (id, t) in done {
+            ours.push(Self::complete_in(&mut *tx, owner, *id, t, now).await?);
+        }
+        tx.commit().await?;
+        Ok(ours)
+    }
+
+    async fn complete_in<'e, E>(
+        e: E,
+        owner: &str,
+        id: i64,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<bool>
+    where
+        E: Executor<'e, Database = DB>,
+    {
         let r = sqlx::query(Self::q(COMPLETE))
             .bind(t.state.as_str())
             .bind(t.error.as_deref())
@@ -537,7 +596,7 @@ where
             .bind(Ts(now))
             .bind(id)
             .bind(owner)
-            .execute(&self.pool)
+            .execute(e)
             .await?;
         Ok(DB::rows_affected(&r) == 1)
     }
@@ -620,7 +679,7 @@ where
     /// When the next lease of any holder expires (the rescuer wakes then: a dead
     /// instance's rows are taken over when their lease ends, not a period later).
     pub async fn next_lease_expiry(&self) -> Result<Option<DateTime<Utc>>> {
-        let r = sqlx::query(NEXT_EXPIRY).fetch_one(&self.pool).await?;
+        let r = sqlx::query(NEXT_EXPIRY).fetch_one(&self.read).await?;
         Ok(r.try_get::<Option<Ts>, _>(0)?.map(|t| t.0))
     }
 
@@ -656,7 +715,7 @@ where
         let sql: &'static str = SQL.as_str();
         let Some(r) = sqlx::query(Self::q(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
         else {
             return Ok(None);
@@ -671,7 +730,7 @@ where
         let sql: &'static str = SQL.as_str();
         let rows = sqlx::query(Self::q(sql))
             .bind(pattern)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(Self::outbox_row).collect()
     }
@@ -718,7 +777,7 @@ where
     pub async fn doubts_on(&self, modem: &str) -> Result<Vec<Doubt>> {
         let rows = sqlx::query(Self::q(DOUBTS_ON))
             .bind(modem)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| {
@@ -739,11 +798,11 @@ where
         let r = sqlx::query(Self::q(ACTIVITY))
             .bind(hour_ago)
             .bind(hour_ago)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?;
         let oldest = sqlx::query(Self::q(DB::OLDEST_DUE))
             .bind(Ts(now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         Ok(Activity {
             sent_last_hour: r.try_get(0)?,
@@ -758,7 +817,7 @@ where
     pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
         let rows = sqlx::query(Self::q(PARTS))
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| {
@@ -778,7 +837,7 @@ where
     }
 
     pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
-        let rows = sqlx::query(COUNTS).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(COUNTS).fetch_all(&self.read).await?;
         rows.iter()
             .map(|r| {
                 let cat = DB::text(r, "category").ok().flatten().unwrap_or_default();
@@ -805,7 +864,7 @@ where
     pub async fn opt_outs_like(&self, pattern: &str) -> Result<Vec<String>> {
         let rows = sqlx::query(Self::q(OPT_OUTS_LIKE))
             .bind(pattern)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| Ok(r.try_get::<String, _>(0)?))
@@ -973,7 +1032,7 @@ where
     pub async fn stale_fragments(&self, before: DateTime<Utc>) -> Result<Vec<(i64, Fragment)>> {
         let rows = sqlx::query(Self::q(STALE_FRAGMENTS))
             .bind(Ts(before))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| {
@@ -1068,7 +1127,7 @@ where
     pub async fn parts_sent_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(Self::q(PARTS_SENT_SINCE))
             .bind(Ts(since))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -1088,7 +1147,7 @@ where
             .bind(pattern)
             .bind(category)
             .bind(category)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| {

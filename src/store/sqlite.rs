@@ -239,13 +239,21 @@ impl Sql<Sqlite> {
             std::fs::create_dir_all(dir).map_err(|e| err(sqlx::Error::Io(e)))?;
         }
         create_shareable(opts.get_filename()).map_err(|e| err(sqlx::Error::Io(e)))?;
+        // One writer (see `Sql::read`): it connects first, so the file and
+        // its WAL exist before the readers open them read-only.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(err)?;
-        Ok(Sql { pool })
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.create_if_missing(false).read_only(true))
+            .await
+            .map_err(err)?;
+        Ok(Sql { pool, read })
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -396,5 +404,37 @@ mod plans {
                 "{what} reads the whole table: {p}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod pools {
+    use super::*;
+
+    /// The daemon's writes go through one connection, so they queue in the
+    /// process instead of in SQLite's busy handler; the readers beside it are
+    /// read-only (a write sent to them by mistake fails, it is never a
+    /// second writer) and see each commit of the writer's at once.
+    #[tokio::test]
+    async fn one_writer_and_read_only_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let s = Sql::<Sqlite>::connect(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        assert_eq!(s.pool.options().get_max_connections(), 1);
+        let e = sqlx::query("DELETE FROM opt_outs")
+            .execute(&s.read)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("readonly"), "{e}");
+        sqlx::query("INSERT INTO opt_outs (recipient, keyword, source) VALUES ('1', 'TD', 'test')")
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM opt_outs")
+            .fetch_one(&s.read)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }

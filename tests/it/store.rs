@@ -1026,6 +1026,59 @@ async fn a_report_before_the_completion_is_kept(s: &Store) {
     assert_eq!(s.get(two).await.unwrap().unwrap().delivery, "delivered");
 }
 
+/// Sends that finished together are completed in one call: each outcome is
+/// written if the row is still ours, and a row another instance took over is
+/// left to it, whatever else is in the batch.
+async fn outcomes_of_sends_finished_together_are_written_together(s: &Store) {
+    let x = s.enqueue(&msg("10086", "x")).await.unwrap().id;
+    let y = s.enqueue(&msg("10087", "y")).await.unwrap().id;
+    let z = s.enqueue(&msg("10088", "z")).await.unwrap().id;
+    let now = Utc::now() + CDuration::seconds(1);
+    assert_eq!(
+        s.claim("a", 1, Duration::from_secs(10), now).await.unwrap()[0].id,
+        x
+    );
+    assert_eq!(s.claim("a", 2, LEASE, now).await.unwrap().len(), 2);
+    // x's lease runs out and b takes it over; y and z are still a's.
+    s.rescue_expired(now + CDuration::seconds(11))
+        .await
+        .unwrap();
+    let c = s
+        .claim("b", 1, LEASE, now + CDuration::seconds(12))
+        .await
+        .unwrap();
+    assert_eq!(c[0].id, x);
+    let sent = Completion::Sent {
+        modem: "m1".into(),
+        parts_total: 1,
+        report_requested: true,
+    };
+    let failed = Completion::Failed {
+        error: "+CMS ERROR: 21".into(),
+    };
+    let batch = [(x, sent.clone()), (y, sent.clone()), (z, failed)];
+    let ours: Vec<bool> = s
+        .complete_all("a", &batch, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ours, [false, true, true]);
+    let state = |id| async move { s.get(id).await.unwrap().unwrap() };
+    let rx = state(x).await;
+    assert_eq!(
+        (rx.state.as_str(), rx.lease_owner.as_deref()),
+        ("sending", Some("b"))
+    );
+    assert_eq!(state(y).await.state.as_str(), "sent");
+    assert_eq!(state(z).await.state.as_str(), "failed");
+    // Written once: the same batch again holds nothing.
+    let again = s.complete_all("a", &batch, now).await.unwrap();
+    assert!(again.into_iter().all(|o| !o.unwrap()));
+    assert_eq!(state(y).await.attempts, 1);
+}
+
 async fn urgent_categories_are_claimed_alone(s: &Store) {
     let now = Utc::now();
     let cat = |c: &str, p: i32| NewMessage {
@@ -1423,6 +1476,7 @@ macro_rules! conformance {
 
 conformance!(
     inserts_by_another_system_wake_the_watch,
+    outcomes_of_sends_finished_together_are_written_together,
     migrations_are_idempotent,
     claim_order_priority_then_due_then_id,
     chinese_and_emoji_survive,
