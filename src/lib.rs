@@ -8,6 +8,8 @@
 //! Protocol logic is pure code (bytes, events and `now` in; bytes, events and
 //! deadlines out), tested without I/O. Tokio, serial ports and SQL live at the edges.
 //!
+//! - `crates/smsgw-wire/`: the sans-IO cores in a crate without tokio or sqlx,
+//!   re-exported here as [`pdu`] and [`at`] (its `lib.rs` says why):
 //! - [`pdu`]: the 3GPP TS 23.040 codec, pure: `gsm7.rs`, `ucs2.rs` (alphabets),
 //!   `address.rs`, `udh.rs`, `dcs.rs`, `time.rs`, `status.rs` (fields),
 //!   `split.rs` (text to SMS-SUBMIT parts), `decode.rs` (DELIVER, SUBMIT,
@@ -50,7 +52,7 @@
 //!
 //! See `docs/architecture.md` for the flow of one message and the design decisions.
 
-pub mod at;
+pub use smsgw_wire::{at, pdu};
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -62,6 +64,5 @@ pub mod instance;
 pub mod logging;
 pub mod metrics;
 pub mod modem;
-pub mod pdu;
 pub mod sim;
 pub mod store;

@@ -12,7 +12,7 @@
 //! - [`gsm7`], [`ucs2`], [`address`], [`udh`], [`dcs`], [`time`], [`status`]: the fields.
 //!
 //! ```
-//! use smsgw::pdu::{self, Layout, SubmitOptions, Tpdu};
+//! use smsgw_wire::pdu::{self, Layout, SubmitOptions, Tpdu};
 //!
 //! // A 100-character Chinese greeting needs two UCS2 parts of at most 67 characters.
 //! let text = "中秋快乐，阖家幸福！".repeat(10);
