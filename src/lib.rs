@@ -44,8 +44,8 @@
 //! - [`logging`]: journald-friendly logs (syslog priority prefixes), text or JSON.
 //! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
 //! - [`cli`]: the `smsgw` command line: `mod.rs` (daemon-less commands),
-//!   `ops.rs` (technician commands over the socket), `doctor.rs`.
-//! - [`demo`]: `smsgw demo`, the whole flow with simulated modems.
+//!   `ops.rs` (technician commands over the socket), `doctor.rs`, `demo.rs`
+//!   (`smsgw demo`, the whole flow with simulated modems).
 //! - [`sim`]: the modem simulator: `model.rs` (a pure modem with quirks and
 //!   faults), `profile.rs` (families as data), `pty.rs` (run on a real pty),
 //!   `spec.rs` (the `sim:` device and latency syntax).
@@ -57,7 +57,6 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
-pub mod demo;
 pub mod dispatch;
 pub mod failpoint;
 pub mod instance;

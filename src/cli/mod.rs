@@ -8,6 +8,7 @@
 //! The technician's commands against a running daemon live in [`ops`]; `smsgw
 //! doctor` in [`doctor`].
 
+pub mod demo;
 pub mod doctor;
 pub mod ops;
 
@@ -277,7 +278,7 @@ fn demo(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         None => {
             let c: crate::config::Config = config::Config::builder()
                 .add_source(config::File::from_str(
-                    crate::demo::DEMO_TOML,
+                    demo::DEMO_TOML,
                     config::FileFormat::Toml,
                 ))
                 .build()?
@@ -291,7 +292,7 @@ fn demo(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(crate::demo::run(cfg))?;
+    rt.block_on(demo::run(cfg))?;
     Ok(ExitCode::SUCCESS)
 }
 

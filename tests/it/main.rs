@@ -13,6 +13,7 @@ mod db_restart;
 mod doctor;
 mod flood;
 mod hostile;
+mod layering;
 mod logs;
 mod modem_e2e;
 mod packaging;

@@ -9,7 +9,7 @@ use crate::store::NewMessage;
 use std::time::Duration;
 
 /// The demo configuration shipped in the binary (same as config/demo.toml).
-pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     println!(
@@ -158,7 +158,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             sock.display()
         );
         let mut cl = crate::control::client::Client::connect(sock).await?;
-        print!("{}", crate::cli::ops::status_text(&mut cl).await?);
+        print!("{}", super::ops::status_text(&mut cl).await?);
     }
     d.shutdown().await;
     Ok(())
