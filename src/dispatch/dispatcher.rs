@@ -193,11 +193,21 @@ impl Dispatcher {
                 Some(joined) = self.sends.join_next(), if !self.sends.is_empty() => {
                     // Sends that finished together are recorded together, and
                     // their modems are given work by one claim.
-                    let mut done = vec![joined.map_err(|e| format!("a send task died: {e}"))?];
-                    while let Some(j) = self.sends.try_join_next() {
-                        done.push(j.map_err(|e| format!("a send task died: {e}"))?);
+                    let (mut done, mut died) = (Vec::new(), None);
+                    let mut next = Some(joined);
+                    while let Some(j) = next {
+                        match j {
+                            Ok(d) => done.push(d),
+                            Err(e) => died = died.or(Some(format!("a send task died: {e}"))),
+                        }
+                        next = self.sends.try_join_next();
                     }
+                    // The sends that did finish are recorded before a dead one
+                    // stops the daemon.
                     self.finish(done).await;
+                    if let Some(e) = died {
+                        return Err(e);
+                    }
                 }
                 Some(r) = reload.recv() => self.reload(r).await,
                 _ = housekeeping.tick() => {
@@ -487,7 +497,18 @@ impl Dispatcher {
         .await
         {
             Ok(ours) => {
-                for ((id, _), ours) in outcomes.iter().zip(ours) {
+                for ((id, completion), ours) in outcomes.iter().zip(ours) {
+                    let ours = match ours {
+                        // Written alone after the batch failed, and the
+                        // database was away then: tried again, alone.
+                        Err(e) if e.is_transient() => {
+                            until_written("recording an outcome", &self.steer, || {
+                                store.complete(owner, *id, completion, now)
+                            })
+                            .await
+                        }
+                        other => other,
+                    };
                     match ours {
                         Ok(true) => {}
                         Ok(false) => warn!(

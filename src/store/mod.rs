@@ -283,12 +283,21 @@ impl Store {
             if left == 0 {
                 break;
             }
-            // Usually nothing urgent is due: a read says so without a write.
-            if !on_db!(self.due_in_category(c.as_str(), now))? {
+            // Usually nothing urgent is due: a read says so without a write. A
+            // read that fails says nothing: the claim decides.
+            if let Ok(false) = on_db!(self.due_in_category(c.as_str(), now)) {
                 continue;
             }
-            let got: Vec<Claimed> = on_db!(self.claim(owner, left, until, now, Some(c.as_str())))?;
-            out.extend(got);
+            match on_db!(self.claim(owner, left, until, now, Some(c.as_str()))) {
+                Ok(got) => out.extend(got),
+                Err(e) if out.is_empty() => return Err(e),
+                // The rows already claimed are committed and ours: they go to
+                // the caller, not astray; the error shows again on the next pass.
+                Err(e) => {
+                    tracing::warn!(error = %e, category = %c.escape_debug(), "urgent claim failed");
+                    break;
+                }
+            }
         }
         Ok(out)
     }

@@ -35,6 +35,8 @@ impl Dialect for MySql {
     const OLDEST_DUE: &'static str =
         "SELECT id, due_at FROM outbox WHERE claimable = 1 AND due_at <= ?
          ORDER BY due_at, id LIMIT 1";
+    const DUE_IN_CATEGORY: &'static str = "SELECT 1 FROM outbox
+         WHERE claimable = 1 AND category = ? AND due_at <= ? LIMIT 1";
 
     fn rows_affected(r: &Self::QueryResult) -> u64 {
         r.rows_affected()

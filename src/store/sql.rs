@@ -39,6 +39,11 @@ pub trait Dialect: Database + Sized {
     const FRAGMENTS_OF: &'static str;
     /// The oldest due row (the claim index's own condition).
     const OLDEST_DUE: &'static str;
+    /// Whether a row of one category (`?`) is due at `?`: read before its
+    /// claim, so that an urgent category with nothing due costs a read beside
+    /// the writer, not a write in its queue. Answered from
+    /// `outbox_claim_category`, in that index's own condition.
+    const DUE_IN_CATEGORY: &'static str;
 
     fn rows_affected(r: &Self::QueryResult) -> u64;
 
@@ -124,12 +129,6 @@ const ROW: &str =
 pub const CLAIMED: &str =
     "id, recipient, body, category, priority, send_at, expires_at, modem_group, \
                            request_report, flash, attempts, due_at, lease_until";
-
-/// Whether a row of one category is due: read before its claim, so that an
-/// urgent category with nothing due costs a read beside the writer, not a
-/// write in its queue (`outbox_claim_category`).
-const DUE_IN_CATEGORY: &str = "SELECT 1 FROM outbox
-     WHERE state IN ('queued', 'retrying') AND category = ? AND due_at <= ? LIMIT 1";
 
 const SET_INFLIGHT: &str = "UPDATE outbox SET inflight_part = ?, lease_until = ?
      WHERE id = ? AND state = 'sending' AND lease_owner = ?";
@@ -315,7 +314,7 @@ where
     }
 
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
@@ -430,7 +429,7 @@ where
 
     /// Whether a row of `category` is due at `now`.
     pub async fn due_in_category(&self, category: &str, now: DateTime<Utc>) -> Result<bool> {
-        let r = sqlx::query(Self::q(DUE_IN_CATEGORY))
+        let r = sqlx::query(Self::q(DB::DUE_IN_CATEGORY))
             .bind(category)
             .bind(Ts(now))
             .fetch_optional(&self.read)

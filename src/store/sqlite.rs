@@ -54,6 +54,8 @@ impl Dialect for Sqlite {
     const OLDEST_DUE: &'static str =
         "SELECT id, due_at FROM outbox WHERE state IN ('queued', 'retrying') AND due_at <= ?
          ORDER BY due_at, id LIMIT 1";
+    const DUE_IN_CATEGORY: &'static str = "SELECT 1 FROM outbox
+         WHERE state IN ('queued', 'retrying') AND category = ? AND due_at <= ? LIMIT 1";
 
     fn rows_affected(r: &Self::QueryResult) -> u64 {
         r.rows_affected()
@@ -389,6 +391,11 @@ mod plans {
                 "report timeout",
                 EXPIRE_OUTBOX.into(),
                 "INDEX outbox_delivery_pending",
+            ),
+            (
+                "urgent due check",
+                Sqlite::DUE_IN_CATEGORY.into(),
+                "INDEX outbox_claim_category",
             ),
             ("counts", COUNTS.into(), "INDEX outbox_state_category"),
         ] {
