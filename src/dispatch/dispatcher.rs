@@ -484,6 +484,9 @@ impl Dispatcher {
     /// Records sends that finished: for each, the parts acknowledged but not
     /// yet recorded, then every outcome in one transaction.
     async fn finish(&mut self, done: Vec<Done>) {
+        if done.is_empty() {
+            return;
+        }
         let now = self.clock.db();
         let mut outcomes = Vec::with_capacity(done.len());
         for d in &done {
