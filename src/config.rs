@@ -51,6 +51,46 @@ pub struct Config {
     pub metrics: Metrics,
     pub instance: Instance,
     pub numbers: Numbering,
+    pub compat: Compat,
+}
+
+/// Drop-in layers for the tables of other tools (docs/integration.md, "gammu").
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Compat {
+    /// Serve gammu-smsd's tables (`outbox`, `outbox_multipart`, `sentitems`).
+    pub gammu: bool,
+    /// The database holding gammu's tables (`sqlite://`, `postgres://`,
+    /// `mysql://`). Not smsgw's own: both have a table called `outbox`.
+    pub gammu_url: Option<String>,
+    /// A file holding that database's password, as `[database] password_file`.
+    pub gammu_password_file: Option<String>,
+    /// How often gammu's outbox is read, in milliseconds (default 1000).
+    pub gammu_poll_ms: Option<u64>,
+}
+
+impl Compat {
+    /// The url of gammu's database, with its password put in.
+    pub fn gammu_connect_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(url) = self.gammu_url.clone() else {
+            return Ok(None);
+        };
+        let Some(f) = &self.gammu_password_file else {
+            return Ok(Some(url));
+        };
+        let bad =
+            |why: String| ConfigError::Invalid(format!("[compat] gammu_password_file: {why}"));
+        let text = std::fs::read_to_string(f).map_err(|e| bad(format!("{f}: {e}")))?;
+        let password = text.trim_end_matches(['\n', '\r']);
+        if password.is_empty() {
+            return Err(bad(format!("{f} is empty")));
+        }
+        with_password(&url, password).map(Some).map_err(bad)
+    }
+
+    pub fn gammu_poll(&self) -> Duration {
+        Duration::from_millis(self.gammu_poll_ms.unwrap_or(1000).clamp(50, 60_000))
+    }
 }
 
 /// Who this smsgw is, among instances sharing one database.
@@ -437,6 +477,17 @@ impl Config {
     /// Checks what serde cannot: values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.compat.gammu {
+            match self.compat.gammu_url.as_deref() {
+                None | Some("") => {
+                    return bad("[compat] gammu = true needs gammu_url: the database holding gammu's tables".into())
+                }
+                Some(u) if u.trim_end_matches('/') == self.database.url.trim_end_matches('/') => {
+                    return bad("[compat] gammu_url is smsgw's own database: gammu's tables need a database of their own (both have a table called outbox; docs/integration.md, \"gammu\")".into())
+                }
+                Some(_) => {}
+            }
+        }
         if self.metrics.enabled && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad(format!(
                 "[metrics] listen = {:?}: not an address:port (e.g. 127.0.0.1:9725)",
@@ -638,6 +689,20 @@ mod tests {
         let mut c = Config::default();
         c.sending.urgent_categories.clear();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn gammu_tables_need_a_database_of_their_own() {
+        let mut c = Config::default();
+        c.compat.gammu = true;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("gammu_url"), "{e}");
+        c.compat.gammu_url = Some(format!("{}/", c.database.url));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("both have a table called outbox"), "{e}");
+        c.compat.gammu_url = Some("mysql://smsd@127.0.0.1/smsd".into());
+        c.validate().unwrap();
+        assert_eq!(c.compat.gammu_poll(), Duration::from_secs(1));
     }
 
     #[test]

@@ -202,6 +202,15 @@ impl Daemon {
             store.migrate().await.context("migrating the database")?;
         }
         let db_lock = take_db_lock(&store, &owner).await?;
+        let gammu_poll = cfg.compat.gammu_poll();
+        let gammu = match cfg.compat.gammu_connect_url()? {
+            Some(u) if cfg.compat.gammu => Some(
+                crate::compat::gammu::sync::open(&u)
+                    .await
+                    .context("[compat] gammu_url")?,
+            ),
+            _ => None,
+        };
         let clock = Clock::new(chrono::Duration::seconds(cfg.instance.clock_skew_secs));
         let before = clock.local();
         let db_now = store
@@ -329,6 +338,19 @@ impl Daemon {
             tokio::spawn(dispatcher.run(stop_rx.clone(), reload_rx)),
             |r: Result<(), String>| r.err(),
         );
+        if let Some(db) = gammu {
+            supervisor.watch(
+                "the gammu tables".into(),
+                tokio::spawn(crate::compat::gammu::sync::run(
+                    store.clone(),
+                    db,
+                    gammu_poll,
+                    stop_rx.clone(),
+                )),
+                |r: Result<(), String>| r.err(),
+            );
+            info!("serving gammu-smsd's tables");
+        }
         supervisor.watch(
             "the instance lock".into(),
             tokio::spawn(keep_db_lock(store.clone(), owner.clone(), db_lock, stop_rx)),

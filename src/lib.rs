@@ -34,6 +34,10 @@
 //!   on three backends), `watch.rs` (new rows noticed without a poll), `sql.rs` (the backend contract `Dialect` and every
 //!   operation's SQL once), `sqlite.rs`, `postgres.rs`, `mysql.rs` (what each
 //!   dialect does its own way; migrations in `migrations/<backend>/`).
+//! - [`compat`]: drop-in layers for other tools' tables, translators at the
+//!   edge: `gammu/mod.rs` (gammu-smsd's rows to messages and back, pure),
+//!   `gammu/db.rs` (its tables' SQL on each backend), `gammu/sync.rs` (the
+//!   task that keeps them in step with smsgw's outbox).
 //! - [`daemon`]: wiring and supervision of every task; systemd
 //!   READY/STATUS/WATCHDOG; SIGHUP's modem list; the ordered stop.
 //! - [`instance`]: this process's stable identity and its file lock.
@@ -54,6 +58,7 @@
 
 pub use smsgw_wire::{at, pdu};
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod control;
 pub mod daemon;

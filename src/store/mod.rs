@@ -419,6 +419,16 @@ impl Store {
         on_db!(self.get(id))
     }
 
+    /// The parts of a row with what their reports said.
+    pub async fn part_reports(&self, id: i64) -> Result<Vec<PartReport>> {
+        on_db!(self.part_reports(id))
+    }
+
+    /// The row queued with this dedupe key, if any.
+    pub async fn by_dedupe_key(&self, key: &str) -> Result<Option<OutboxRow>> {
+        on_db!(self.by_dedupe_key(key))
+    }
+
     pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
         on_db!(self.parts(id))
     }

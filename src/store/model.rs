@@ -237,6 +237,16 @@ pub struct PartRecord {
     pub status: Delivery,
 }
 
+/// A recorded part with what its delivery report said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartReport {
+    pub part: PartRecord,
+    /// When the report was recorded.
+    pub report_at: Option<DateTime<Utc>>,
+    /// The report's TP-Status.
+    pub tp_status: Option<i32>,
+}
+
 /// How a claimed row ends (or goes back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {

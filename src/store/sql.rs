@@ -10,7 +10,7 @@
 
 use super::model::{
     Activity, Claimed, Delivery, Doubt, Fragment, InboxMessage, OperatorAction, OutboxRow,
-    PartRecord, ReportUpdate, Rescued, Settle, State, Transition, Unsettled,
+    PartRecord, PartReport, ReportUpdate, Rescued, Settle, State, Transition, Unsettled,
 };
 use super::ts::{self, Ts};
 use super::{Result, StoreError};
@@ -207,7 +207,7 @@ const ACTIVITY: &str = "SELECT (SELECT COUNT(*) FROM outbox WHERE sent_at >= ?),
             (SELECT COUNT(*) FROM outbox WHERE delivered_at >= ?)";
 
 const PARTS: &str =
-    "SELECT seq, total, modem, recipient, mr, submitted_at, status FROM outbox_parts
+    "SELECT seq, total, modem, recipient, mr, submitted_at, status, report_at, tp_status FROM outbox_parts
      WHERE outbox_id = ? ORDER BY seq";
 
 /// Status and metrics: the history through outbox_state_category, then the
@@ -814,25 +814,54 @@ where
     }
 
     pub async fn parts(&self, id: i64) -> Result<Vec<PartRecord>> {
+        Ok(self
+            .part_reports(id)
+            .await?
+            .into_iter()
+            .map(|p| p.part)
+            .collect())
+    }
+
+    /// The parts of a row with what their reports said.
+    pub async fn part_reports(&self, id: i64) -> Result<Vec<PartReport>> {
         let rows = sqlx::query(Self::q(PARTS))
             .bind(id)
             .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| {
-                Ok(PartRecord {
-                    seq: r.try_get("seq")?,
-                    total: r.try_get("total")?,
-                    modem: r.try_get("modem")?,
-                    recipient: r.try_get("recipient")?,
-                    mr: r
-                        .try_get::<Option<i32>, _>("mr")?
-                        .and_then(|m| u8::try_from(m).ok()),
-                    submitted_at: r.try_get::<Ts, _>("submitted_at")?.0,
-                    status: Delivery::parse(&r.try_get::<String, _>("status")?),
+                Ok(PartReport {
+                    report_at: r.try_get::<Option<Ts>, _>("report_at")?.map(|t| t.0),
+                    tp_status: r.try_get("tp_status")?,
+                    part: PartRecord {
+                        seq: r.try_get("seq")?,
+                        total: r.try_get("total")?,
+                        modem: r.try_get("modem")?,
+                        recipient: r.try_get("recipient")?,
+                        mr: r
+                            .try_get::<Option<i32>, _>("mr")?
+                            .and_then(|m| u8::try_from(m).ok()),
+                        submitted_at: r.try_get::<Ts, _>("submitted_at")?.0,
+                        status: Delivery::parse(&r.try_get::<String, _>("status")?),
+                    },
                 })
             })
             .collect()
+    }
+
+    /// The row queued with this dedupe key, if any.
+    pub async fn by_dedupe_key(&self, key: &str) -> Result<Option<OutboxRow>> {
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {ROW} FROM outbox WHERE dedupe_key = ?"));
+        let sql: &'static str = SQL.as_str();
+        let Some(r) = sqlx::query(Self::q(sql))
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Self::outbox_row(&r)?))
     }
 
     pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {

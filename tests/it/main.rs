@@ -12,6 +12,7 @@ mod daemon_faults;
 mod db_restart;
 mod doctor;
 mod flood;
+mod gammu;
 mod hostile;
 mod layering;
 mod logs;

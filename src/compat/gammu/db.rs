@@ -1,0 +1,474 @@
+//! gammu's tables on each backend: the few statements the translator needs,
+//! with explicit column lists (front-ends add columns of their own, such as
+//! Kalkun's `id_folder` and `readed`) and nothing that creates or alters a
+//! table. Every column is read as text and parsed by the pure layer.
+//!
+//! Times: gammu's SQLite schema stores UTC (`datetime('now')`); MySQL's
+//! `timestamp` columns are read and written in UTC (sqlx's session zone);
+//! PostgreSQL's are `timestamp without time zone` in the server's local time
+//! (`LOCALTIMESTAMP`), converted here with the machine's zone.
+
+use super::{Awaiting, Entry, Part, SentItem};
+use crate::store::sql::Dialect;
+use crate::store::{redact_url, Result, StoreError};
+use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{MySql, Postgres, Sqlite};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A connection pool to the database that holds gammu's tables.
+#[derive(Debug, Clone)]
+pub enum GammuDb {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    Mysql(MySqlPool),
+}
+
+/// Runs the same body on whichever backend this is, with `DB` its sqlx type.
+macro_rules! on_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match $self {
+            GammuDb::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type DB = Sqlite;
+                $body
+            }
+            GammuDb::Postgres($pool) => {
+                #[allow(dead_code)]
+                type DB = Postgres;
+                $body
+            }
+            GammuDb::Mysql($pool) => {
+                #[allow(dead_code)]
+                type DB = MySql;
+                $body
+            }
+        }
+    };
+}
+
+/// The columns read from `outbox`, in this order.
+const OUTBOX_COLS: [&str; 17] = [
+    "ID",
+    "InsertIntoDB",
+    "SendingDateTime",
+    "SendBefore",
+    "SendAfter",
+    "DestinationNumber",
+    "MultiPart",
+    "RelativeValidity",
+    "SenderID",
+    "DeliveryReport",
+    "CreatorID",
+    "Priority",
+    "Text",
+    "TextDecoded",
+    "Coding",
+    "UDH",
+    "Class",
+];
+const TIME_COLS: [&str; 2] = ["InsertIntoDB", "SendingDateTime"];
+const PART_COLS: [&str; 7] = [
+    "ID",
+    "SequencePosition",
+    "Text",
+    "TextDecoded",
+    "Coding",
+    "UDH",
+    "Class",
+];
+const SENT_COLS: [&str; 17] = [
+    "ID",
+    "SequencePosition",
+    "InsertIntoDB",
+    "SendingDateTime",
+    "DestinationNumber",
+    "Text",
+    "TextDecoded",
+    "Coding",
+    "UDH",
+    "Class",
+    "SenderID",
+    "Status",
+    "StatusCode",
+    "TPMR",
+    "RelativeValidity",
+    "CreatorID",
+    "SMSCNumber",
+];
+
+impl GammuDb {
+    pub async fn connect(url: &str) -> Result<GammuDb> {
+        let err = |backend, source| StoreError::Connect {
+            backend,
+            target: redact_url(url),
+            source,
+        };
+        if url.starts_with("sqlite:") {
+            // Someone else's file: its journal mode is left as its owner set it.
+            let o = SqliteConnectOptions::from_str(url)
+                .map_err(|e| err("sqlite", e))?
+                .create_if_missing(false)
+                .busy_timeout(Duration::from_secs(15));
+            let p = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(o)
+                .await
+                .map_err(|e| err("sqlite", e))?;
+            Ok(GammuDb::Sqlite(p))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let o = PgConnectOptions::from_str(url).map_err(|e| err("postgres", e))?;
+            let p = PgPoolOptions::new()
+                .max_connections(2)
+                .connect_with(o)
+                .await
+                .map_err(|e| err("postgres", e))?;
+            Ok(GammuDb::Postgres(p))
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let u = url.replacen("mariadb://", "mysql://", 1);
+            let o = MySqlConnectOptions::from_str(&u).map_err(|e| err("mysql", e))?;
+            let p = MySqlPoolOptions::new()
+                .max_connections(2)
+                .connect_with(o)
+                .await
+                .map_err(|e| err("mysql", e))?;
+            Ok(GammuDb::Mysql(p))
+        } else {
+            Err(StoreError::UnknownScheme(redact_url(url)))
+        }
+    }
+
+    fn is_pg(&self) -> bool {
+        matches!(self, GammuDb::Postgres(_))
+    }
+
+    /// A column name, quoted (gammu's names are mixed case).
+    fn c(&self, name: &str) -> String {
+        match self {
+            GammuDb::Mysql(_) => format!("`{name}`"),
+            _ => format!("\"{name}\""),
+        }
+    }
+
+    /// A column read as text.
+    fn as_text(&self, name: &str) -> String {
+        match self {
+            GammuDb::Mysql(_) if TIME_COLS.contains(&name) => {
+                format!("DATE_FORMAT(`{name}`, '%Y-%m-%d %H:%i:%s') AS `{name}`")
+            }
+            GammuDb::Mysql(_) => format!("CAST(`{name}` AS CHAR) AS `{name}`"),
+            _ => format!("CAST(\"{name}\" AS TEXT) AS \"{name}\""),
+        }
+    }
+
+    /// `?` placeholders in this backend's style.
+    fn ph(&self, sql: &str) -> String {
+        if !self.is_pg() {
+            return sql.to_string();
+        }
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for ch in sql.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(ch);
+            }
+        }
+        out
+    }
+
+    /// A time placeholder: UTC text in, the column's own time out.
+    fn time_in(&self) -> &'static str {
+        if self.is_pg() {
+            "CAST(? AS timestamp)"
+        } else {
+            "?"
+        }
+    }
+
+    /// UTC -> the text this backend's gammu time columns take.
+    fn time_out(&self, utc: &str) -> String {
+        if !self.is_pg() {
+            return utc.to_string();
+        }
+        match NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S") {
+            Ok(n) => Utc
+                .from_utc_datetime(&n)
+                .with_timezone(&Local)
+                .naive_local()
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+            Err(_) => utc.to_string(),
+        }
+    }
+
+    /// A time read from this backend -> UTC text.
+    fn time_read(&self, v: Option<String>) -> Option<String> {
+        let v = v?;
+        if !self.is_pg() {
+            return Some(v);
+        }
+        let local = NaiveDateTime::parse_from_str(v.trim(), "%Y-%m-%d %H:%M:%S%.f").ok();
+        match local.and_then(|n| Local.from_local_datetime(&n).earliest()) {
+            Some(t) => Some(
+                t.with_timezone(&Utc)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string(),
+            ),
+            None => Some(v),
+        }
+    }
+
+    /// The schema version in the `gammu` table.
+    pub async fn version(&self) -> Result<Option<i64>> {
+        let sql = format!("SELECT {} FROM gammu", self.as_text("Version"));
+        let vals: Vec<Option<String>> = on_pool!(self, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            rows.iter().map(|r| DB::text(r, "Version").unwrap_or(None)).collect()
+        });
+        Ok(vals
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.trim().parse::<i64>().ok())
+            .max())
+    }
+
+    /// Up to `limit` outbox rows, oldest first, each with its multipart rows.
+    pub async fn outbox(&self, limit: u32) -> Result<Vec<Entry>> {
+        let cols: Vec<String> = OUTBOX_COLS.iter().map(|c| self.as_text(c)).collect();
+        let sql = format!(
+            "SELECT {} FROM outbox ORDER BY {} LIMIT {limit}",
+            cols.join(", "),
+            self.c("ID")
+        );
+        let rows: Vec<Vec<Option<String>>> = on_pool!(self, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| OUTBOX_COLS.iter().map(|c| DB::text(r, c).unwrap_or(None)).collect())
+                .collect()
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            let Some(id) = r[0].as_deref().and_then(|v| v.trim().parse::<i64>().ok()) else {
+                continue;
+            };
+            let mut take = |i: usize| r[i].take();
+            let mut e = Entry {
+                id,
+                insert_into_db: None,
+                sending_datetime: None,
+                send_before: take(3),
+                send_after: take(4),
+                destination: take(5),
+                multipart: take(6),
+                relative_validity: take(7),
+                sender_id: take(8),
+                delivery_report: take(9),
+                creator_id: take(10),
+                priority: take(11),
+                parts: vec![Part {
+                    seq: Some("1".into()),
+                    text: take(12),
+                    text_decoded: take(13),
+                    coding: take(14),
+                    udh: take(15),
+                    class: take(16),
+                }],
+            };
+            e.insert_into_db = self.time_read(take(1));
+            e.sending_datetime = self.time_read(take(2));
+            out.push(e);
+        }
+        let multi: Vec<String> = out
+            .iter()
+            .filter(|e| super::truthy(e.multipart.as_deref()).unwrap_or(false))
+            .map(|e| e.id.to_string())
+            .collect();
+        if multi.is_empty() {
+            return Ok(out);
+        }
+        let cols: Vec<String> = PART_COLS.iter().map(|c| self.as_text(c)).collect();
+        let sql = format!(
+            "SELECT {} FROM outbox_multipart WHERE {} IN ({}) ORDER BY {}, {}",
+            cols.join(", "),
+            self.c("ID"),
+            multi.join(", "),
+            self.c("ID"),
+            self.c("SequencePosition")
+        );
+        let rows: Vec<Vec<Option<String>>> = on_pool!(self, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| PART_COLS.iter().map(|c| DB::text(r, c).unwrap_or(None)).collect())
+                .collect()
+        });
+        for mut r in rows {
+            let Some(id) = r[0].as_deref().and_then(|v| v.trim().parse::<i64>().ok()) else {
+                continue;
+            };
+            if let Some(e) = out.iter_mut().find(|e| e.id == id) {
+                e.parts.push(Part {
+                    seq: r[1].take(),
+                    text: r[2].take(),
+                    text_decoded: r[3].take(),
+                    coding: r[4].take(),
+                    udh: r[5].take(),
+                    class: r[6].take(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// gammu's own lock on a row (`SendingTimeOut`), set when smsgw has it:
+    /// a gammu-smsd still running beside smsgw leaves the row alone.
+    pub async fn stamp(&self, id: i64, until: DateTime<Utc>) -> Result<()> {
+        let sql = self.ph(&format!(
+            "UPDATE outbox SET {} = {} WHERE {} = ?",
+            self.c("SendingTimeOut"),
+            self.time_in(),
+            self.c("ID")
+        ));
+        let until = self.time_out(&until.format("%Y-%m-%d %H:%M:%S").to_string());
+        on_pool!(self, p => {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until).bind(id).execute(p).await?;
+        });
+        Ok(())
+    }
+
+    /// Writes the outcome: `sentitems` rows first (a repeat after a crash is
+    /// ignored by their key), then the `outbox_multipart` and `outbox` rows go.
+    pub async fn write_back(&self, id: i64, items: &[SentItem]) -> Result<()> {
+        let cols: Vec<String> = SENT_COLS.iter().map(|c| self.c(c)).collect();
+        let vals: Vec<&str> = SENT_COLS
+            .iter()
+            .map(|c| {
+                if *c == "InsertIntoDB" || *c == "SendingDateTime" {
+                    self.time_in()
+                } else {
+                    "?"
+                }
+            })
+            .collect();
+        let (verb, tail) = match self {
+            GammuDb::Sqlite(_) => ("INSERT OR IGNORE", ""),
+            GammuDb::Postgres(_) => ("INSERT", " ON CONFLICT DO NOTHING"),
+            GammuDb::Mysql(_) => ("INSERT IGNORE", ""),
+        };
+        let insert = self.ph(&format!(
+            "{verb} INTO sentitems ({}) VALUES ({}){tail}",
+            cols.join(", "),
+            vals.join(", ")
+        ));
+        for it in items {
+            let inserted = it
+                .insert_into_db
+                .as_deref()
+                .map(|t| self.time_out(t))
+                .unwrap_or_else(|| self.time_out(&it.sending_datetime));
+            let sending = self.time_out(&it.sending_datetime);
+            let sql = insert.clone();
+            on_pool!(self, p => {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(it.id)
+                    .bind(it.seq)
+                    .bind(inserted.clone())
+                    .bind(sending.clone())
+                    .bind(it.destination.clone())
+                    .bind(it.text.clone())
+                    .bind(it.text_decoded.clone())
+                    .bind(it.coding.clone())
+                    .bind(it.udh.clone())
+                    .bind(it.class)
+                    .bind(it.sender_id.clone())
+                    .bind(it.status)
+                    .bind(it.status_code)
+                    .bind(it.tpmr)
+                    .bind(it.relative_validity)
+                    .bind(it.creator_id.clone())
+                    .bind("")
+                    .execute(p)
+                    .await?;
+            });
+        }
+        crate::failpoint::hit("gammu_before_delete");
+        for table in ["outbox_multipart", "outbox"] {
+            let sql = self.ph(&format!("DELETE FROM {table} WHERE {} = ?", self.c("ID")));
+            on_pool!(self, p => {
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(p).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// `sentitems` rows sent since `since` that wait for a delivery report.
+    pub async fn awaiting(&self, since: DateTime<Utc>) -> Result<Vec<Awaiting>> {
+        let sql = self.ph(&format!(
+            "SELECT {}, {}, {} FROM sentitems WHERE {} = 'SendingOK' AND {} IS NULL AND {} >= {}",
+            self.as_text("ID"),
+            self.as_text("SequencePosition"),
+            self.as_text("InsertIntoDB"),
+            self.c("Status"),
+            self.c("DeliveryDateTime"),
+            self.c("SendingDateTime"),
+            self.time_in()
+        ));
+        let since = self.time_out(&since.format("%Y-%m-%d %H:%M:%S").to_string());
+        let rows: Vec<[Option<String>; 3]> = on_pool!(self, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    ["ID", "SequencePosition", "InsertIntoDB"]
+                        .map(|c| DB::text(r, c).unwrap_or(None))
+                })
+                .collect()
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|[id, seq, at]| {
+                Some(Awaiting {
+                    id: id?.trim().parse().ok()?,
+                    seq: seq?.trim().parse().ok()?,
+                    insert_into_db: self.time_read(at),
+                })
+            })
+            .collect())
+    }
+
+    /// A delivery report onto its `sentitems` row.
+    pub async fn set_delivery(
+        &self,
+        a: &Awaiting,
+        status: &str,
+        at: Option<&str>,
+        status_error: i64,
+    ) -> Result<()> {
+        let sql = self.ph(&format!(
+            "UPDATE sentitems SET {} = ?, {} = {}, {} = ? WHERE {} = ? AND {} = ? AND {} = 'SendingOK'",
+            self.c("Status"),
+            self.c("DeliveryDateTime"),
+            self.time_in(),
+            self.c("StatusError"),
+            self.c("ID"),
+            self.c("SequencePosition"),
+            self.c("Status")
+        ));
+        let at = at.map(|t| self.time_out(t));
+        on_pool!(self, p => {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(status.to_string())
+                .bind(at.clone())
+                .bind(status_error)
+                .bind(a.id)
+                .bind(a.seq)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+}

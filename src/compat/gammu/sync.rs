@@ -1,0 +1,159 @@
+//! The task that keeps gammu's tables and smsgw's outbox in step: every poll it
+//! queues the gammu rows smsgw does not have yet, writes back the outcome of
+//! those that are final, and copies delivery reports onto `sentitems`. Every
+//! step is idempotent (see the module above), so a crash anywhere is undone by
+//! the next pass, and two smsgw instances on one gammu database agree.
+
+use super::db::GammuDb;
+use super::{
+    awaiting_key, dedupe_key, delivery_update, pickup, sent_items, Awaiting, Pickup, SentPart,
+    SUPPORTED_VERSIONS,
+};
+use crate::store::{PartReport, Store, StoreError};
+use chrono::{DateTime, Duration, Local, Utc};
+use std::collections::BTreeMap;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Rows read from gammu's outbox per pass.
+const BATCH: u32 = 500;
+/// How far back `sentitems` rows are watched for their delivery reports.
+const REPORT_WINDOW: Duration = Duration::days(3);
+/// How long gammu's `SendingTimeOut` lock is set ahead once smsgw has a row.
+const LOCK_AHEAD: Duration = Duration::days(365);
+
+/// Connects to gammu's database and checks its schema version.
+pub async fn open(url: &str) -> anyhow::Result<GammuDb> {
+    let db = GammuDb::connect(url).await?;
+    let v = db
+        .version()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading gammu's schema version (table gammu): {e}"))?;
+    match v {
+        Some(v) if SUPPORTED_VERSIONS.contains(&v) => Ok(db),
+        Some(v) => anyhow::bail!(
+            "gammu's tables are schema version {v}; smsgw reads version {SUPPORTED_VERSIONS:?} (gammu 1.42)"
+        ),
+        None => anyhow::bail!("the gammu table holds no schema version"),
+    }
+}
+
+/// What one pass did (logged, and returned for tests).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub queued: u32,
+    pub written_back: u32,
+    pub rejected: u32,
+    pub reports: u32,
+}
+
+fn sent_part(r: &PartReport) -> SentPart {
+    SentPart {
+        seq: i64::from(r.part.seq),
+        modem: r.part.modem.clone(),
+        mr: r.part.mr,
+        submitted_at: r.part.submitted_at,
+        status: r.part.status,
+        report_at: r.report_at,
+        tp_status: r.tp_status.map(i64::from),
+    }
+}
+
+/// One pass over gammu's tables at `now`.
+pub async fn pass(store: &Store, db: &GammuDb, now: DateTime<Utc>) -> Result<Pass, StoreError> {
+    let mut done = Pass::default();
+    for e in db.outbox(BATCH).await? {
+        let key = dedupe_key(&e);
+        match store.by_dedupe_key(&key).await? {
+            None => match pickup(&e, now, &Local) {
+                Pickup::Queue(m) => {
+                    let q = store.enqueue(&m).await?;
+                    crate::failpoint::hit("gammu_after_enqueue");
+                    db.stamp(e.id, now + LOCK_AHEAD).await?;
+                    info!(gammu_id = e.id, id = q.id, "gammu outbox row queued");
+                    done.queued += 1;
+                }
+                Pickup::Wait => {}
+                Pickup::Reject(why) => {
+                    warn!(gammu_id = e.id, reason = %why, "gammu outbox row rejected: moved to sentitems with Status Error");
+                    if let Some(items) = sent_items(&e, None, &[], now) {
+                        db.write_back(e.id, &items).await?;
+                    }
+                    done.rejected += 1;
+                }
+            },
+            Some(row) => {
+                let parts: Vec<SentPart> = store
+                    .part_reports(row.id)
+                    .await?
+                    .iter()
+                    .map(sent_part)
+                    .collect();
+                if let Some(items) = sent_items(&e, Some(&row), &parts, now) {
+                    db.write_back(e.id, &items).await?;
+                    info!(
+                        gammu_id = e.id,
+                        id = row.id,
+                        state = row.state.as_str(),
+                        "gammu outcome written to sentitems"
+                    );
+                    done.written_back += 1;
+                }
+            }
+        }
+    }
+    let mut by_key: BTreeMap<String, Vec<Awaiting>> = BTreeMap::new();
+    for a in db.awaiting(now - REPORT_WINDOW).await? {
+        by_key.entry(awaiting_key(&a)).or_default().push(a);
+    }
+    for (key, waiting) in by_key {
+        let Some(row) = store.by_dedupe_key(&key).await? else {
+            continue;
+        };
+        let parts = store.part_reports(row.id).await?;
+        for a in waiting {
+            let Some(p) = parts.iter().find(|p| i64::from(p.part.seq) == a.seq) else {
+                continue;
+            };
+            if let Some((status, at, err)) = delivery_update(&sent_part(p)) {
+                db.set_delivery(&a, status, at.as_deref(), err).await?;
+                done.reports += 1;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Runs passes every `poll` until `stop`. A failing pass is logged (at most
+/// once a minute while it keeps failing the same way) and tried again at the
+/// next poll: gammu's database being away never stops smsgw's own sending.
+pub async fn run(
+    store: Store,
+    db: GammuDb,
+    poll: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut last_error: Option<(String, std::time::Instant)> = None;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        match pass(&store, &db, Utc::now()).await {
+            Ok(_) => last_error = None,
+            Err(e) => {
+                let msg = e.to_string();
+                let repeat = last_error.as_ref().is_some_and(|(m, at)| {
+                    *m == msg && at.elapsed() < std::time::Duration::from_secs(60)
+                });
+                if !repeat {
+                    warn!(error = %msg, transient = e.is_transient(), "gammu tables: pass failed; trying again");
+                    last_error = Some((msg, std::time::Instant::now()));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

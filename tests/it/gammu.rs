@@ -1,0 +1,543 @@
+//! gammu-smsd's tables served by smsgw, on each backend: the tables made by
+//! Debian's own example SQL (`/usr/share/doc/gammu-smsd/examples`), rows
+//! written by the real `gammu-smsd-inject`, the daemon run as a process against
+//! a simulated modem, and the tables read back with the database's own client
+//! as a front-end would. Sends are counted on the simulator's record of what
+//! reached the network. Kills with SIGKILL at each step of the pickup and the
+//! write-back show nothing lost and nothing sent twice.
+
+use super::daemon_faults::{database, records, sim, Reap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const EXAMPLES: &str = "/usr/share/doc/gammu-smsd/examples";
+
+/// A gammu database of its own beside smsgw's: its url and its smsdrc lines.
+struct Gammu {
+    backend: &'static str,
+    url: String,
+    /// The database name (server backends) or file (SQLite).
+    name: String,
+    dir: PathBuf,
+}
+
+impl Gammu {
+    /// Runs SQL with the backend's own client; returns its rows, `|`-separated.
+    fn sql(&self, sql: &str) -> Vec<String> {
+        let o = match self.backend {
+            "sqlite" => Command::new("sqlite3")
+                .arg("-cmd")
+                .arg(".timeout 10000")
+                .arg(&self.name)
+                .arg(sql)
+                .output(),
+            "postgres" => Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-At",
+                    "-F",
+                    "|",
+                    "-d",
+                ])
+                .arg(&self.name)
+                .arg("-c")
+                .arg(sql)
+                .output(),
+            _ => Command::new("mariadb")
+                .args(["-h", "127.0.0.1", "-u", "root", "-N", "-B", "-e"])
+                .arg(sql)
+                .arg(&self.name)
+                .output(),
+        }
+        .expect("the database's client runs");
+        assert!(
+            o.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| l.replace('\t', "|"))
+            .collect()
+    }
+
+    /// Creates gammu's tables from Debian's example SQL, as an admin would.
+    fn create_tables(&self) {
+        let file = match self.backend {
+            "sqlite" => "sqlite.sql",
+            "postgres" => "pgsql.sql",
+            _ => "mysql.sql",
+        };
+        let script = Path::new(EXAMPLES).join(file);
+        let o = match self.backend {
+            "sqlite" => Command::new("sqlite3")
+                .arg(&self.name)
+                .stdin(std::fs::File::open(&script).unwrap())
+                .output(),
+            // Debian's script starts with CREATE LANGUAGE plpgsql, which exists
+            // on every PostgreSQL since 9.0: psql reports it and goes on.
+            "postgres" => Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-q", "-d"])
+                .arg(&self.name)
+                .arg("-f")
+                .arg(&script)
+                .output(),
+            _ => Command::new("mariadb")
+                .args(["-h", "127.0.0.1", "-u", "root"])
+                .arg(&self.name)
+                .stdin(std::fs::File::open(&script).unwrap())
+                .output(),
+        }
+        .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v = if self.backend == "postgres" {
+            "\"Version\""
+        } else {
+            "Version"
+        };
+        assert_eq!(self.sql(&format!("SELECT {v} FROM gammu")), ["17"]);
+    }
+
+    /// The real gammu-smsd-inject, configured for this database.
+    fn inject(&self, args: &[&str]) -> i64 {
+        let rc = self.dir.join("smsdrc");
+        let db = match self.backend {
+            "sqlite" => format!(
+                "driver = sqlite3\ndatabase = {}\ndbdir = {}\n",
+                Path::new(&self.name).file_name().unwrap().to_string_lossy(),
+                self.dir.display()
+            ),
+            "postgres" => format!(
+                "driver = native_pgsql\nhost = 127.0.0.1\nuser = postgres\npassword =\ndatabase = {}\n",
+                self.name
+            ),
+            _ => format!(
+                "driver = native_mysql\nhost = 127.0.0.1\nuser = root\npassword =\ndatabase = {}\n",
+                self.name
+            ),
+        };
+        std::fs::write(
+            &rc,
+            format!(
+                "[gammu]\ndevice = /dev/null\nconnection = at\n\n[smsd]\nservice = sql\n{db}logfile = {}\n",
+                self.dir.join("gammu.log").display()
+            ),
+        )
+        .unwrap();
+        let o = Command::new("gammu-smsd-inject")
+            .arg("-c")
+            .arg(&rc)
+            .args(args)
+            .output()
+            .expect("gammu-smsd-inject (Debian's gammu-smsd) is installed by scripts/test");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{out} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out.lines()
+            .find_map(|l| l.strip_prefix("Written message with ID "))
+            .and_then(|id| id.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no ID in {out}"))
+    }
+}
+
+async fn setup(backend: &'static str, dir: &Path) -> Option<(String, Gammu, Vec<String>)> {
+    let (url, own_drop) = database(backend, dir).await?;
+    let gdir = dir.join("g");
+    std::fs::create_dir_all(&gdir).unwrap();
+    let (gurl, name, mut drops) = match backend {
+        "sqlite" => {
+            let f = gdir.join("gammu.db");
+            (
+                format!("sqlite://{}", f.display()),
+                f.display().to_string(),
+                vec![],
+            )
+        }
+        _ => {
+            let (gurl, gdrop) = database(backend, &gdir).await?;
+            let name = gurl.rsplit('/').next().unwrap().to_string();
+            let (admin, sql) = gdrop.unwrap();
+            drop(admin);
+            (gurl, name, vec![sql])
+        }
+    };
+    if let Some((_, sql)) = own_drop {
+        drops.push(sql);
+    }
+    Some((
+        url,
+        Gammu {
+            backend,
+            url: gurl,
+            name,
+            dir: gdir,
+        },
+        drops,
+    ))
+}
+
+fn daemon(cfg: &Path, failpoint: Option<&str>) -> Child {
+    let env: Vec<(&str, &str)> = failpoint
+        .map(|f| ("SMSGW_FAILPOINT", f))
+        .into_iter()
+        .collect();
+    super::restart::daemon(cfg, &cfg.with_extension("log"), &env)
+}
+
+fn write_config(dir: &Path, url: &str, g: &Gammu) -> PathBuf {
+    let cfg = dir.join("smsgw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n\
+             [[modem]]\nid = \"s1\"\ndevice = \"{}\"\nsend_timeout_secs = 5\n\n\
+             [sending]\npoll_secs = 1\nretry_base_secs = 1\nretry_max_secs = 2\n\n\
+             [compat]\ngammu = true\ngammu_url = \"{}\"\ngammu_poll_ms = 200\n",
+            dir.join("s1").display(),
+            g.url
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+async fn wait_for(what: &str, secs: u64, log: &Path, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs} s; daemon log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn drop_all(backend: &str, drops: Vec<String>) {
+    if drops.is_empty() {
+        return;
+    }
+    let admin_url = if backend == "postgres" {
+        "postgres://postgres@127.0.0.1:5432/test"
+    } else {
+        "mysql://root@127.0.0.1:3306/test"
+    };
+    if let Ok(a) = smsgw::store::Store::connect(admin_url).await {
+        for d in drops {
+            let _ = a.execute_raw(&d).await;
+        }
+    }
+}
+
+/// Two UCS-2 parts, however split.
+const GREETING: &str = "尊敬的客户：中秋佳节将至，祝您和家人身体健康、阖家幸福、万事如意！本店会员日全场八折，积分可抵现金，详询门店。预约请回复姓名与时间，我们将尽快与您联系确认。";
+
+async fn sent_once_with_outcomes_as_gammu_writes_them(backend: &'static str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let Some((url, g, drops)) = setup(backend, d).await else {
+        return;
+    };
+    g.create_tables();
+    // What scripts and HIS systems write: gammu-smsd-inject's common forms.
+    let plain = g.inject(&[
+        "TEXT",
+        "13800138000",
+        "-report",
+        "-text",
+        "hello from gammu",
+    ]);
+    let long = g.inject(&[
+        "TEXT",
+        "13800138001",
+        "-report",
+        "-unicode",
+        "-autolen",
+        "200",
+        "-text",
+        GREETING,
+    ]);
+    let short = g.inject(&[
+        "TEXT",
+        "13800138002",
+        "-unicode",
+        "-text",
+        "您的预约号是 17",
+    ]);
+    // Rows no sender should have written, each ending alone with gammu's Error.
+    let cols = |c: &str| match backend {
+        "mysql" => format!("`{c}`"),
+        _ => format!("\"{c}\""),
+    };
+    let insert = |vals: &[(&str, &str)]| {
+        let names: Vec<String> = vals.iter().map(|(c, _)| cols(c)).collect();
+        let values: Vec<&str> = vals.iter().map(|(_, v)| *v).collect();
+        g.sql(&format!(
+            "INSERT INTO outbox ({}) VALUES ({})",
+            names.join(", "),
+            values.join(", ")
+        ));
+    };
+    insert(&[
+        ("DestinationNumber", "'13800138003'"),
+        ("TextDecoded", "'*100#'"),
+        ("Class", "127"),
+        ("CreatorID", "'t'"),
+    ]);
+    insert(&[
+        ("DestinationNumber", "'no number'"),
+        ("TextDecoded", "'x'"),
+        ("CreatorID", "'t'"),
+    ]);
+    let old = match backend {
+        "sqlite" => "datetime('now', '-2 hours')",
+        "postgres" => "LOCALTIMESTAMP - interval '2 hours'",
+        _ => "NOW() - INTERVAL 2 HOUR",
+    };
+    let yes = if backend == "postgres" {
+        "true"
+    } else {
+        "'true'"
+    };
+    insert(&[
+        ("DestinationNumber", "'13800138004'"),
+        ("TextDecoded", "'part 1 of 3'"),
+        ("MultiPart", yes),
+        ("UDH", "'050003AA0301'"),
+        ("InsertIntoDB", old),
+        ("CreatorID", "'t'"),
+    ]);
+    insert(&[
+        ("DestinationNumber", "'13800138005'"),
+        ("Text", "NULL"),
+        ("UDH", "NULL"),
+        ("Class", "NULL"),
+        ("RelativeValidity", "NULL"),
+        ("SenderID", "NULL"),
+        ("DeliveryReport", "NULL"),
+        ("Retries", "NULL"),
+        ("Priority", "NULL"),
+        ("TextDecoded", "''"),
+        ("CreatorID", "''"),
+    ]);
+    // A front-end's own column (Kalkun adds some) must not bother smsgw.
+    g.sql(&format!(
+        "ALTER TABLE sentitems ADD COLUMN {} INTEGER DEFAULT 1",
+        cols("id_folder")
+    ));
+
+    let _sims = Reap(vec![sim(d, "s1", &[])]);
+    let cfg = write_config(d, &url, &g);
+    let log = cfg.with_extension("log");
+    let _daemon = Reap(vec![daemon(&cfg, None)]);
+    wait_for("gammu's outbox emptied", 60, &log, || {
+        g.sql("SELECT COUNT(*) FROM outbox") == ["0"]
+    })
+    .await;
+    assert_eq!(g.sql("SELECT COUNT(*) FROM outbox_multipart"), ["0"]);
+    // Reports arrive 200 ms after each part; wait for them on sentitems.
+    let status_of = |id: i64| {
+        g.sql(&format!(
+            "SELECT {}, {}, {}, {} FROM sentitems WHERE {} = {id} ORDER BY {}",
+            cols("SequencePosition"),
+            cols("Status"),
+            cols("TPMR"),
+            cols("SenderID"),
+            cols("ID"),
+            cols("SequencePosition")
+        ))
+    };
+    wait_for("delivery reports on sentitems", 30, &log, || {
+        status_of(plain).iter().all(|r| r.contains("|DeliveryOK|"))
+            && status_of(long).len() == 2
+            && status_of(long).iter().all(|r| r.contains("|DeliveryOK|"))
+    })
+    .await;
+    // On the network: each message once, the long one in its two parts.
+    let recs = records(d);
+    let to = |n: &str| recs.iter().filter(|r| r.to.ends_with(n)).count();
+    assert_eq!(to("13800138000"), 1, "{recs:?}");
+    assert_eq!(to("13800138001"), 2, "{recs:?}");
+    assert_eq!(to("13800138002"), 1, "{recs:?}");
+    for n in ["13800138003", "13800138004", "13800138005"] {
+        assert_eq!(to(n), 0, "{n} must not be sent: {recs:?}");
+    }
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    // sentitems as gammu leaves them: one row per part, TPMR and phone set.
+    let p = status_of(plain);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("1|DeliveryOK|") && p[0].ends_with("|s1"),
+        "{p:?}"
+    );
+    let tpmr: i64 = p[0].split('|').nth(2).unwrap().parse().unwrap();
+    assert!((0..=255).contains(&tpmr), "{p:?}");
+    let l = status_of(long);
+    assert!(l[0].starts_with("1|") && l[1].starts_with("2|"), "{l:?}");
+    let s = status_of(short);
+    assert_eq!(s.len(), 1);
+    assert!(s[0].starts_with("1|SendingOKNoReport|"), "{s:?}");
+    // The writer's text and UDH are on the rows.
+    let udh = g.sql(&format!(
+        "SELECT {} FROM sentitems WHERE {} = {long} ORDER BY {}",
+        cols("UDH"),
+        cols("ID"),
+        cols("SequencePosition")
+    ));
+    assert!(
+        udh[0].ends_with("0201") && udh[1].ends_with("0202"),
+        "{udh:?}"
+    );
+    let text = g.sql(&format!(
+        "SELECT {} FROM sentitems WHERE {} = {plain}",
+        cols("TextDecoded"),
+        cols("ID")
+    ));
+    assert_eq!(text, ["hello from gammu"]);
+    // The bad rows: gammu's Error status, alone.
+    let errors = g.sql(&format!(
+        "SELECT {}, {} FROM sentitems WHERE {} = 'Error' ORDER BY {}",
+        cols("DestinationNumber"),
+        cols("SequencePosition"),
+        cols("Status"),
+        cols("ID")
+    ));
+    assert_eq!(
+        errors,
+        [
+            "13800138003|1",
+            "no number|1",
+            "13800138004|1",
+            "13800138005|1"
+        ],
+        "{errors:?}"
+    );
+    drop(_daemon);
+    drop_all(backend, drops).await;
+}
+
+async fn kills_at_each_step_lose_and_repeat_nothing(backend: &'static str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let Some((url, g, drops)) = setup(backend, d).await else {
+        return;
+    };
+    g.create_tables();
+    let ids: Vec<i64> = (0..4)
+        .map(|i| {
+            let n = format!("1390000000{i}");
+            if i % 2 == 0 {
+                g.inject(&["TEXT", &n, "-text", &format!("reminder {i}")])
+            } else {
+                g.inject(&["TEXT", &n, "-unicode", "-autolen", "200", "-text", GREETING])
+            }
+        })
+        .collect();
+    let _sims = Reap(vec![sim(d, "s1", &[])]);
+    let cfg = write_config(d, &url, &g);
+    let log = cfg.with_extension("log");
+    // Killed after queueing a row but before gammu's lock is set; after the
+    // sentitems rows but before the outbox rows go; each time restarted.
+    for point in [
+        "gammu_after_enqueue:2",
+        "gammu_before_delete:1",
+        "gammu_before_delete:2",
+    ] {
+        let mut c = daemon(&cfg, Some(point));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{point} was never reached");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{point}: {status:?}");
+    }
+    let _daemon = Reap(vec![daemon(&cfg, None)]);
+    // A kill while a part was on the wire leaves that message ambiguous (it
+    // may have reached the network): smsgw never resends it on its own, and
+    // its gammu row stays until an operator decides. Every other row ends.
+    let store = smsgw::store::Store::connect(&url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ambiguous = loop {
+        let amb: i64 = store
+            .counts()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|(st, _, _)| st == "ambiguous")
+            .map(|(_, _, n)| n)
+            .sum();
+        let left: i64 = g.sql("SELECT COUNT(*) FROM outbox")[0].parse().unwrap();
+        if left == amb {
+            break amb;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gammu's outbox still holds {left} rows, {amb} ambiguous; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let recs = records(d);
+    for (i, id) in ids.iter().enumerate() {
+        let n = format!("1390000000{i}");
+        let parts = if i % 2 == 0 { 1 } else { 2 };
+        let on_network = recs.iter().filter(|r| r.to.ends_with(&n)).count();
+        let row = store.find_recipient(&n).await.unwrap();
+        assert_eq!(row.len(), 1, "one smsgw row for gammu's {id}: {row:?}");
+        let rows = g.sql(&format!(
+            "SELECT COUNT(*) FROM sentitems WHERE {} = {id}",
+            if backend == "mysql" { "`ID`" } else { "\"ID\"" }
+        ));
+        if row[0].state.as_str() == "ambiguous" {
+            assert!(on_network <= parts, "message {id} to {n}: {recs:?}");
+            assert_eq!(rows, ["0"], "an ambiguous message is not written back");
+        } else {
+            assert_eq!(on_network, parts, "message {id} to {n}: {recs:?}");
+            assert_eq!(rows, [parts.to_string()], "sentitems of {id}");
+        }
+    }
+    assert!(
+        ambiguous <= 3,
+        "a kill leaves at most its one send in doubt: {ambiguous}"
+    );
+    drop(_daemon);
+    drop_all(backend, drops).await;
+}
+
+#[tokio::test]
+async fn gammu_sqlite_sent_once_with_outcomes_as_gammu_writes_them() {
+    sent_once_with_outcomes_as_gammu_writes_them("sqlite").await
+}
+#[tokio::test]
+async fn gammu_postgres_sent_once_with_outcomes_as_gammu_writes_them() {
+    sent_once_with_outcomes_as_gammu_writes_them("postgres").await
+}
+#[tokio::test]
+async fn gammu_mysql_sent_once_with_outcomes_as_gammu_writes_them() {
+    sent_once_with_outcomes_as_gammu_writes_them("mysql").await
+}
+#[tokio::test]
+async fn gammu_sqlite_kills_at_each_step_lose_and_repeat_nothing() {
+    kills_at_each_step_lose_and_repeat_nothing("sqlite").await
+}
+#[tokio::test]
+async fn gammu_postgres_kills_at_each_step_lose_and_repeat_nothing() {
+    kills_at_each_step_lose_and_repeat_nothing("postgres").await
+}
+#[tokio::test]
+async fn gammu_mysql_kills_at_each_step_lose_and_repeat_nothing() {
+    kills_at_each_step_lose_and_repeat_nothing("mysql").await
+}
