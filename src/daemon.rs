@@ -344,6 +344,7 @@ impl Daemon {
                 tokio::spawn(crate::compat::gammu::sync::run(
                     store.clone(),
                     db,
+                    fleet.clone(),
                     gammu_poll,
                     stop_rx.clone(),
                 )),

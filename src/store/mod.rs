@@ -424,6 +424,16 @@ impl Store {
         on_db!(self.part_reports(id))
     }
 
+    /// Incoming messages after `after_id` stored since `since`, oldest first.
+    pub async fn inbox_after(
+        &self,
+        after_id: i64,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(i64, InboxMessage)>> {
+        on_db!(self.inbox_after(after_id, since, limit))
+    }
+
     /// The row queued with this dedupe key, if any.
     pub async fn by_dedupe_key(&self, key: &str) -> Result<Option<OutboxRow>> {
         on_db!(self.by_dedupe_key(key))

@@ -849,6 +849,40 @@ where
             .collect()
     }
 
+    /// Incoming messages after `after_id` stored since `since`, oldest first:
+    /// for a layer that copies them to another tool's table.
+    pub async fn inbox_after(
+        &self,
+        after_id: i64,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(i64, InboxMessage)>> {
+        const SQL: &str = "SELECT id, modem, sender, body, parts, received_at, opt_out FROM inbox
+             WHERE id > ? AND stored_at >= ? ORDER BY id LIMIT ?";
+        let rows = sqlx::query(Self::q(SQL))
+            .bind(after_id)
+            .bind(Ts(since))
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    InboxMessage {
+                        modem: r.try_get("modem")?,
+                        sender: r.try_get("sender")?,
+                        body: r.try_get("body")?,
+                        parts: r.try_get("parts")?,
+                        missing_parts: 0,
+                        received_at: r.try_get::<Ts, _>("received_at")?.0,
+                        opt_out: r.try_get("opt_out")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// The row queued with this dedupe key, if any.
     pub async fn by_dedupe_key(&self, key: &str) -> Result<Option<OutboxRow>> {
         static SQL: LazyLock<String> =

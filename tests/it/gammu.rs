@@ -193,16 +193,23 @@ fn daemon(cfg: &Path, failpoint: Option<&str>) -> Child {
     super::restart::daemon(cfg, &cfg.with_extension("log"), &env)
 }
 
-fn write_config(dir: &Path, url: &str, g: &Gammu) -> PathBuf {
+fn write_config(dir: &Path, url: &str, g: &Gammu, modems: &[&str]) -> PathBuf {
     let cfg = dir.join("smsgw.toml");
+    let modems: String = modems
+        .iter()
+        .map(|m| {
+            format!(
+                "[[modem]]\nid = \"{m}\"\ndevice = \"{}\"\nsend_timeout_secs = 5\n\n",
+                dir.join(m).display()
+            )
+        })
+        .collect();
     std::fs::write(
         &cfg,
         format!(
-            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n\
-             [[modem]]\nid = \"s1\"\ndevice = \"{}\"\nsend_timeout_secs = 5\n\n\
+            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n{modems}\
              [sending]\npoll_secs = 1\nretry_base_secs = 1\nretry_max_secs = 2\n\n\
              [compat]\ngammu = true\ngammu_url = \"{}\"\ngammu_poll_ms = 200\n",
-            dir.join("s1").display(),
             g.url
         ),
     )
@@ -335,8 +342,9 @@ async fn sent_once_with_outcomes_as_gammu_writes_them(backend: &'static str) {
         cols("id_folder")
     ));
 
-    let _sims = Reap(vec![sim(d, "s1", &[])]);
-    let cfg = write_config(d, &url, &g);
+    // Two ports of a pool that report one IMEI (gammu issue #334).
+    let mut sims = Reap(vec![sim(d, "s1", &[]), sim(d, "s2", &[])]);
+    let cfg = write_config(d, &url, &g, &["s1", "s2"]);
     let log = cfg.with_extension("log");
     let _daemon = Reap(vec![daemon(&cfg, None)]);
     wait_for("gammu's outbox emptied", 60, &log, || {
@@ -421,6 +429,88 @@ async fn sent_once_with_outcomes_as_gammu_writes_them(backend: &'static str) {
         ],
         "{errors:?}"
     );
+
+    // An incoming long message (three parts on the air) reaches gammu's inbox
+    // so that a front-end's join by UDH (Kalkun's: first parts and single
+    // rows, each followed by the rows sharing its UDH prefix) reads it whole.
+    let incoming = format!("{GREETING}{GREETING}");
+    use std::io::Write;
+    writeln!(
+        sims.0[0].stdin.as_mut().unwrap(),
+        "incoming +8613912345678 {incoming}"
+    )
+    .unwrap();
+    let inbox = |g: &Gammu| {
+        g.sql(&format!(
+            "SELECT {}, {}, {}, {}, {} FROM inbox ORDER BY {}",
+            cols("ID"),
+            cols("SenderNumber"),
+            cols("UDH"),
+            cols("RecipientID"),
+            cols("Processed"),
+            cols("ID")
+        ))
+    };
+    wait_for("the incoming message in gammu's inbox", 30, &log, || {
+        !inbox(&g).is_empty()
+    })
+    .await;
+    let rows = inbox(&g);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let f: Vec<&str> = rows[0].split('|').collect();
+    assert_eq!(&f[1..4], ["+8613912345678", "", "s1"], "{rows:?}");
+    assert!(["false", "f", "0"].contains(&f[4]), "Processed {rows:?}");
+    let (udh_prefix, len) = match backend {
+        "mysql" => ("LEFT(a.`UDH`, LENGTH(a.`UDH`) - 2)", "LENGTH"),
+        "postgres" => ("left(a.\"UDH\", length(a.\"UDH\") - 2)", "length"),
+        _ => ("substr(a.UDH, 1, length(a.UDH) - 2)", "length"),
+    };
+    let joined = g.sql(
+        &format!(
+            "SELECT a.{id}, a.{text} FROM inbox a WHERE a.{udh} = '' \
+         UNION ALL SELECT a.{id}, b.{text} FROM inbox a JOIN inbox b \
+           ON b.{sender} = a.{sender} AND {len}(b.{udh}) = {len}(a.{udh}) \
+           AND b.{udh} LIKE CONCAT({udh_prefix}, '%') \
+         WHERE a.{udh} <> '' AND a.{udh} LIKE '%01' ORDER BY 1",
+            id = cols("ID"),
+            text = cols("TextDecoded"),
+            udh = cols("UDH"),
+            sender = cols("SenderNumber"),
+        )
+        .replace("CONCAT(", if backend == "sqlite" { "(" } else { "CONCAT(" })
+        .replace(
+            ", '%')",
+            if backend == "sqlite" {
+                " || '%')"
+            } else {
+                ", '%')"
+            },
+        ),
+    );
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert!(joined[0].ends_with(&incoming), "{joined:?}");
+    // phones: a row per port, though both report one IMEI, refreshed.
+    let phones = |g: &Gammu| {
+        g.sql(&format!(
+            "SELECT {}, {}, {} FROM phones ORDER BY {}",
+            cols("ID"),
+            cols("IMEI"),
+            cols("Sent"),
+            cols("ID")
+        ))
+    };
+    wait_for("phones rows counting the sent parts", 30, &log, || {
+        let p = phones(&g);
+        let sent: i64 = p
+            .iter()
+            .map(|r| r.rsplit('|').next().unwrap().parse::<i64>().unwrap())
+            .sum();
+        p.len() == 2 && sent == 4
+    })
+    .await;
+    let p = phones(&g);
+    assert!(p[0].starts_with("s1|") && p[0].contains("/s1|"), "{p:?}");
+    assert!(p[1].starts_with("s2|") && p[1].contains("/s2|"), "{p:?}");
     drop(_daemon);
     drop_all(backend, drops).await;
 }
@@ -443,7 +533,7 @@ async fn kills_at_each_step_lose_and_repeat_nothing(backend: &'static str) {
         })
         .collect();
     let _sims = Reap(vec![sim(d, "s1", &[])]);
-    let cfg = write_config(d, &url, &g);
+    let cfg = write_config(d, &url, &g, &["s1"]);
     let log = cfg.with_extension("log");
     // Killed after queueing a row but before gammu's lock is set; after the
     // sentitems rows but before the outbox rows go; each time restarted.

@@ -8,7 +8,7 @@
 //! PostgreSQL's are `timestamp without time zone` in the server's local time
 //! (`LOCALTIMESTAMP`), converted here with the machine's zone.
 
-use super::{Awaiting, Entry, Part, SentItem};
+use super::{Awaiting, Entry, InboxItem, Part, Phone, SentItem};
 use crate::store::sql::Dialect;
 use crate::store::{redact_url, Result, StoreError};
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
@@ -403,6 +403,146 @@ impl GammuDb {
                 sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(p).await?;
             });
         }
+        Ok(())
+    }
+
+    /// Copies an incoming message into `inbox`, unless a row with the same
+    /// sender, time, text and phone is there (a copy repeated after a crash).
+    /// Returns whether it wrote one.
+    pub async fn insert_inbox(&self, m: &InboxItem) -> Result<bool> {
+        let c = |n| self.c(n);
+        let received = self.time_out(&m.receiving_datetime);
+        let exists = self.ph(&format!(
+            "SELECT COUNT(*) FROM inbox WHERE {} = ? AND {} = {} AND {} = ? AND {} = ?",
+            c("SenderNumber"),
+            c("ReceivingDateTime"),
+            self.time_in(),
+            c("RecipientID"),
+            c("TextDecoded")
+        ));
+        let n: i64 = on_pool!(self, p => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(exists))
+                .bind(m.sender.clone())
+                .bind(received.clone())
+                .bind(m.recipient_id.clone())
+                .bind(m.text_decoded.clone())
+                .fetch_one(p)
+                .await?
+        });
+        if n > 0 {
+            return Ok(false);
+        }
+        let processed = if self.is_pg() { "false" } else { "'false'" };
+        let insert = self.ph(&format!(
+            "INSERT INTO inbox ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}) VALUES ({}, ?, ?, ?, '', '', -1, ?, ?, {processed})",
+            c("ReceivingDateTime"),
+            c("SenderNumber"),
+            c("Coding"),
+            c("Text"),
+            c("UDH"),
+            c("SMSCNumber"),
+            c("Class"),
+            c("TextDecoded"),
+            c("RecipientID"),
+            c("Processed"),
+            self.time_in()
+        ));
+        on_pool!(self, p => {
+            sqlx::query(sqlx::AssertSqlSafe(insert))
+                .bind(received.clone())
+                .bind(m.sender.clone())
+                .bind(m.coding)
+                .bind(m.text.clone())
+                .bind(m.text_decoded.clone())
+                .bind(m.recipient_id.clone())
+                .execute(p)
+                .await?;
+        });
+        Ok(true)
+    }
+
+    /// Refreshes a modem's `phones` row, inserting it the first time.
+    pub async fn refresh_phone(&self, ph: &Phone) -> Result<()> {
+        let c = |n| self.c(n);
+        let flag = |b: bool| match (self.is_pg(), b) {
+            (true, b) => b.to_string(),
+            (false, true) => "'yes'".to_string(),
+            (false, false) => "'no'".to_string(),
+        };
+        let timeout = self.time_out(&ph.timeout);
+        let update = self.ph(&format!(
+            "UPDATE phones SET {} = ?, {} = ?, {} = ?, {} = ?, {} = ?, {} = ?, {} = {}, {} = {}, {} = {}, {} = ?, {} = ?, {} = {} WHERE {} = ?",
+            c("ID"),
+            c("IMSI"),
+            c("NetCode"),
+            c("NetName"),
+            c("Client"),
+            c("Signal"),
+            c("Send"),
+            flag(ph.send),
+            c("Receive"),
+            flag(ph.receive),
+            c("TimeOut"),
+            self.time_in(),
+            c("Sent"),
+            c("Received"),
+            c("Battery"),
+            "-1",
+            c("IMEI")
+        ));
+        let n = on_pool!(self, p => {
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(ph.id.clone())
+                .bind(ph.imsi.clone())
+                .bind(ph.net_code.clone())
+                .bind(ph.net_name.clone())
+                .bind(ph.client.clone())
+                .bind(ph.signal)
+                .bind(timeout.clone())
+                .bind(ph.sent)
+                .bind(ph.received)
+                .bind(ph.imei.clone())
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n > 0 {
+            return Ok(());
+        }
+        let insert = self.ph(&format!(
+            "INSERT INTO phones ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}) VALUES (?, ?, ?, ?, ?, ?, ?, {}, {}, {}, ?, ?, -1)",
+            c("ID"),
+            c("IMEI"),
+            c("IMSI"),
+            c("NetCode"),
+            c("NetName"),
+            c("Client"),
+            c("Signal"),
+            c("Send"),
+            c("Receive"),
+            c("TimeOut"),
+            c("Sent"),
+            c("Received"),
+            c("Battery"),
+            flag(ph.send),
+            flag(ph.receive),
+            self.time_in()
+        ));
+        on_pool!(self, p => {
+            sqlx::query(sqlx::AssertSqlSafe(insert))
+                .bind(ph.id.clone())
+                .bind(ph.imei.clone())
+                .bind(ph.imsi.clone())
+                .bind(ph.net_code.clone())
+                .bind(ph.net_name.clone())
+                .bind(ph.client.clone())
+                .bind(ph.signal)
+                .bind(timeout.clone())
+                .bind(ph.sent)
+                .bind(ph.received)
+                .execute(p)
+                .await?;
+        });
         Ok(())
     }
 

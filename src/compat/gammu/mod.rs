@@ -490,6 +490,122 @@ pub fn awaiting_key(a: &Awaiting) -> String {
     })
 }
 
+/// One `inbox` row as gammu-smsd writes it. smsgw joins the parts of a
+/// long message before it records it, so the whole text is one row with an
+/// empty `UDH`: a front-end that joins parts by `UDH` reads it as a message
+/// of one part, and one that reads rows alone sees it whole too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    /// UTC, `YYYY-MM-DD HH:MM:SS`.
+    pub receiving_datetime: String,
+    pub sender: String,
+    pub coding: &'static str,
+    pub text: String,
+    pub text_decoded: String,
+    /// The modem it came in on (gammu's PhoneID).
+    pub recipient_id: String,
+}
+
+/// The `inbox` row for a message smsgw recorded.
+pub fn inbox_item(m: &crate::store::InboxMessage) -> InboxItem {
+    let gsm = crate::pdu::gsm7::septet_len(&m.body).is_some();
+    InboxItem {
+        receiving_datetime: utc_text(m.received_at),
+        sender: m.sender.clone(),
+        coding: if gsm {
+            "Default_No_Compression"
+        } else {
+            "Unicode_No_Compression"
+        },
+        text: hex_ucs2(&m.body),
+        text_decoded: m.body.clone(),
+        recipient_id: m.modem.clone(),
+    }
+}
+
+/// One `phones` row: a modem as gammu-smsd describes itself there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone {
+    /// gammu's PhoneID: the smsgw modem id.
+    pub id: String,
+    /// The table's key. A modem pool may report one IMEI for all its ports
+    /// (gammu issue #334), so an IMEI another configured modem also reports
+    /// is written `IMEI/modem-id`: each port keeps a row of its own. A modem
+    /// that has not told its IMEI yet has no row.
+    pub imei: String,
+    pub imsi: String,
+    pub net_code: String,
+    pub net_name: String,
+    pub client: String,
+    /// 0-100, or -1 when unknown (gammu's percentage of the RSSI).
+    pub signal: i64,
+    pub send: bool,
+    pub receive: bool,
+    pub sent: i64,
+    pub received: i64,
+    /// UTC text: the row counts as alive until then (front-ends compare it with now).
+    pub timeout: String,
+}
+
+/// The `phones` rows for the configured modems at `now`, refreshed every
+/// `every` (the row stays alive for twice that).
+pub fn phones(
+    modems: &[crate::modem::ModemStatus],
+    received: &std::collections::HashMap<String, i64>,
+    now: DateTime<Utc>,
+    every: Duration,
+) -> Vec<Phone> {
+    use crate::modem::ModemState;
+    let imei_of = |m: &crate::modem::ModemStatus| m.info.imei.clone().filter(|i| !i.is_empty());
+    // A modem gets its row once it has told its IMEI (the table's key), as
+    // gammu-smsd writes it once connected.
+    modems
+        .iter()
+        .filter(|m| imei_of(m).is_some())
+        .map(|m| {
+            let shared = imei_of(m).is_some_and(|i| {
+                modems
+                    .iter()
+                    .filter(|o| imei_of(o).as_deref() == Some(i.as_str()))
+                    .count()
+                    > 1
+            });
+            let imei = imei_of(m).unwrap_or_default();
+            let imei = if shared {
+                format!("{imei}/{}", m.id)
+            } else {
+                imei
+            };
+            let op = m.operator.clone().unwrap_or_default();
+            let numeric = !op.is_empty() && op.bytes().all(|b| b.is_ascii_digit() || b == b' ');
+            let ready = m.state == ModemState::Ready;
+            Phone {
+                id: m.id.clone(),
+                imei,
+                imsi: m.info.imsi.clone().unwrap_or_default(),
+                net_code: if numeric { op.clone() } else { "ERROR".into() },
+                net_name: if numeric || op.is_empty() {
+                    "ERROR".into()
+                } else {
+                    op
+                },
+                client: format!("smsgw {}", env!("CARGO_PKG_VERSION")),
+                signal: m
+                    .signal
+                    .as_ref()
+                    .filter(|s| s.rssi <= 31)
+                    .map(|s| i64::from(s.rssi) * 100 / 31)
+                    .unwrap_or(-1),
+                send: ready,
+                receive: ready,
+                sent: i64::try_from(m.parts_sent).unwrap_or(i64::MAX),
+                received: received.get(&m.id).copied().unwrap_or(0),
+                timeout: utc_text(now + every * 2),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

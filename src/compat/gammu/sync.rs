@@ -6,12 +6,13 @@
 
 use super::db::GammuDb;
 use super::{
-    awaiting_key, dedupe_key, delivery_update, pickup, sent_items, Awaiting, Pickup, SentPart,
-    SUPPORTED_VERSIONS,
+    awaiting_key, dedupe_key, delivery_update, inbox_item, phones, pickup, sent_items, Awaiting,
+    Pickup, SentPart, SUPPORTED_VERSIONS,
 };
+use crate::modem::Fleet;
 use crate::store::{PartReport, Store, StoreError};
 use chrono::{DateTime, Duration, Local, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -45,7 +46,25 @@ pub struct Pass {
     pub written_back: u32,
     pub rejected: u32,
     pub reports: u32,
+    pub received: u32,
 }
+
+/// What the task remembers between passes: the last smsgw inbox row copied
+/// (after a restart, the last three days are looked at again, and what is
+/// already in gammu's inbox is recognised).
+#[derive(Debug, Default, Clone)]
+pub struct Cursor {
+    pub inbox_after: i64,
+    /// Messages copied per modem since the start (`phones.Received`).
+    pub received: HashMap<String, i64>,
+    /// When the `phones` rows were last refreshed.
+    pub phones_at: Option<DateTime<Utc>>,
+}
+
+/// How often the `phones` rows are refreshed (gammu-smsd: every
+/// `StatusFrequency`, 60 s by default; front-ends show a phone as connected
+/// while its `TimeOut` lies ahead).
+pub const PHONES_EVERY: Duration = Duration::seconds(10);
 
 fn sent_part(r: &PartReport) -> SentPart {
     SentPart {
@@ -60,8 +79,21 @@ fn sent_part(r: &PartReport) -> SentPart {
 }
 
 /// One pass over gammu's tables at `now`.
-pub async fn pass(store: &Store, db: &GammuDb, now: DateTime<Utc>) -> Result<Pass, StoreError> {
+pub async fn pass(
+    store: &Store,
+    db: &GammuDb,
+    fleet: &Fleet,
+    cursor: &mut Cursor,
+    now: DateTime<Utc>,
+) -> Result<Pass, StoreError> {
     let mut done = Pass::default();
+    if cursor.phones_at.is_none_or(|t| now - t >= PHONES_EVERY) {
+        let statuses: Vec<_> = fleet.list().iter().map(|h| h.status()).collect();
+        for ph in phones(&statuses, &cursor.received, now, PHONES_EVERY) {
+            db.refresh_phone(&ph).await?;
+        }
+        cursor.phones_at = Some(now);
+    }
     for e in db.outbox(BATCH).await? {
         let key = dedupe_key(&e);
         match store.by_dedupe_key(&key).await? {
@@ -121,6 +153,17 @@ pub async fn pass(store: &Store, db: &GammuDb, now: DateTime<Utc>) -> Result<Pas
             }
         }
     }
+    for (id, m) in store
+        .inbox_after(cursor.inbox_after, now - REPORT_WINDOW, i64::from(BATCH))
+        .await?
+    {
+        if db.insert_inbox(&inbox_item(&m)).await? {
+            info!(id, "incoming message copied to gammu's inbox");
+            *cursor.received.entry(m.modem.clone()).or_default() += 1;
+            done.received += 1;
+        }
+        cursor.inbox_after = id;
+    }
     Ok(done)
 }
 
@@ -130,15 +173,17 @@ pub async fn pass(store: &Store, db: &GammuDb, now: DateTime<Utc>) -> Result<Pas
 pub async fn run(
     store: Store,
     db: GammuDb,
+    fleet: Fleet,
     poll: std::time::Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let mut last_error: Option<(String, std::time::Instant)> = None;
+    let mut cursor = Cursor::default();
     loop {
         if *stop.borrow() {
             return Ok(());
         }
-        match pass(&store, &db, Utc::now()).await {
+        match pass(&store, &db, &fleet, &mut cursor, Utc::now()).await {
             Ok(_) => last_error = None,
             Err(e) => {
                 let msg = e.to_string();
