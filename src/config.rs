@@ -80,7 +80,7 @@ impl Compat {
         };
         let bad =
             |why: String| ConfigError::Invalid(format!("[compat] gammu_password_file: {why}"));
-        let text = std::fs::read_to_string(f).map_err(|e| bad(format!("{f}: {e}")))?;
+        let text = read_secret(std::path::Path::new(f)).map_err(bad)?;
         let password = text.trim_end_matches(['\n', '\r']);
         if password.is_empty() {
             return Err(bad(format!("{f} is empty")));
@@ -186,8 +186,7 @@ impl Database {
             return Ok(self.url.clone());
         };
         let bad = |why: String| ConfigError::Invalid(format!("[database] password_file: {why}"));
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let text = read_secret(&path).map_err(bad)?;
         let password = text.strip_suffix('\n').unwrap_or(&text);
         let password = password.strip_suffix('\r').unwrap_or(password);
         if password.is_empty() {
@@ -195,6 +194,21 @@ impl Database {
         }
         with_password(&self.url, password).map_err(bad)
     }
+}
+
+/// A password file's text. Refused when every local user may read or change it
+/// (mode o+r or o+w): a password there is no secret.
+fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o006 != 0 {
+        return Err(format!(
+            "{} is mode {mode:04o}: other users can read or change it (chmod 0600, or 0640 with the daemon's group)",
+            path.display()
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Puts a password into a `scheme://user@host/...` url, percent-encoded.
@@ -761,6 +775,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "s3cret\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
         let d = Database {
             url: "postgres://smsgw@db/smsgw".into(),
             migrate: true,

@@ -145,6 +145,10 @@ pub struct SimArgs {
     /// Probability (0-1) that the modem sends a part but never answers (ambiguous).
     #[arg(long, default_value_t = 0.0)]
     pub hang_after_ctrl_z_rate: f64,
+    /// AT+CPIN= is echoed and answered only after this many ms (past the
+    /// daemon's command timeout: the PIN's echo comes as a late reply).
+    #[arg(long)]
+    pub slow_pin_ms: Option<u64>,
     /// Start unregistered (sends fail with +CMS ERROR: 331).
     #[arg(long)]
     pub deregistered: bool,
@@ -492,6 +496,7 @@ pub fn sim_config(a: &SimArgs) -> Result<crate::sim::SimConfig, String> {
     cfg.faults.cms_error_code = a.cms_error_code;
     cfg.faults.hang_after_ctrl_z_rate = a.hang_after_ctrl_z_rate;
     cfg.faults.deregistered = a.deregistered;
+    cfg.faults.slow_pin = a.slow_pin_ms.map(std::time::Duration::from_millis);
     cfg.faults.sim_full = a.sim_full;
     cfg.faults.refuse_routed_reports = a.refuse_routed_reports;
     cfg.faults.refuse_sends_when_report_memory_full = a.refuse_sends_when_report_memory_full;

@@ -90,7 +90,7 @@ pub const MAX_CLIENTS: usize = 32;
 pub const RESERVED_FOR_OPERATORS: usize = 4;
 
 /// A request line must be complete this long after the previous answer (or the
-/// connect): a trickle of bytes does not keep a connection.
+/// connect): neither a trickle of bytes nor empty lines keep a connection.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 /// An answer must be taken by the client within this.
@@ -318,23 +318,46 @@ fn peer_of(stream: &UnixStream) -> Option<Peer> {
     })
 }
 
+/// Reads the next request line into `line` (at most one byte over
+/// `MAX_REQUEST`). `None` at the end of the stream or at `deadline`: empty lines
+/// do not move the deadline, so a client sending only newlines is dropped as an
+/// idle one is.
+async fn next_request<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<Option<()>> {
+    loop {
+        line.clear();
+        let limit = proto::MAX_REQUEST as u64 + 1;
+        let n = match tokio::time::timeout_at(
+            deadline,
+            (&mut *reader).take(limit).read_until(b'\n', line),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Ok(None),
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        if !line.trim_ascii().is_empty() || line.last() != Some(&b'\n') {
+            return Ok(Some(()));
+        }
+    }
+}
+
 async fn connection(stream: UnixStream, peer: Option<Peer>, ctx: &Context) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::with_capacity(256);
     loop {
-        line.clear();
-        let limit = proto::MAX_REQUEST as u64 + 1;
-        let n = match tokio::time::timeout(
-            REQUEST_DEADLINE,
-            (&mut reader).take(limit).read_until(b'\n', &mut line),
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        if next_request(&mut reader, &mut line, deadline)
+            .await?
+            .is_none()
         {
-            Ok(r) => r?,
-            Err(_) => return Ok(()),
-        };
-        if n == 0 {
             return Ok(());
         }
         let complete = line.last() == Some(&b'\n');
@@ -348,7 +371,8 @@ async fn connection(stream: UnixStream, peer: Option<Peer>, ctx: &Context) -> st
         }
         let body = line.trim_ascii();
         if body.is_empty() {
-            continue;
+            // The stream's last bytes: blanks without a newline.
+            return Ok(());
         }
         let response = match proto::parse_request(body) {
             Err(refusal) => refusal,
@@ -736,5 +760,50 @@ async fn test_send(
                 ),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    /// Empty lines and a trickle of bytes do not keep a connection: the request
+    /// deadline runs from the last answer. (Paused time: no real waiting.)
+    #[tokio::test(start_paused = true)]
+    async fn newlines_and_trickles_do_not_extend_the_request_deadline() {
+        for trickle in [&b"\n"[..], &b"{"[..]] {
+            let (client, server) = tokio::io::duplex(64);
+            let mut reader = BufReader::new(server);
+            let started = tokio::time::Instant::now();
+            let feeder = tokio::spawn(async move {
+                let mut client = client;
+                for _ in 0..100 {
+                    if client.write_all(trickle).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+            let mut line = Vec::new();
+            let got = next_request(&mut reader, &mut line, started + REQUEST_DEADLINE)
+                .await
+                .unwrap();
+            assert_eq!(got, None, "{trickle:?}");
+            assert_eq!(started.elapsed(), REQUEST_DEADLINE, "{trickle:?}");
+            feeder.abort();
+        }
+        // A request between blank lines is read.
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b"\n\n{\"v\":1}\n").await.unwrap();
+        let mut reader = BufReader::new(server);
+        let mut line = Vec::new();
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        assert_eq!(
+            next_request(&mut reader, &mut line, deadline)
+                .await
+                .unwrap(),
+            Some(())
+        );
+        assert_eq!(line, b"{\"v\":1}\n");
     }
 }

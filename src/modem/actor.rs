@@ -753,6 +753,7 @@ impl Actor {
     async fn sim_ready(&mut self, s: &mut Session) -> Result<Result<(), String>, Lost> {
         let t = self.cfg.timeouts;
         let until = Instant::now() + t.sim_busy;
+        let mut pin_unanswered = false;
         loop {
             let mut cmd = Command::new("AT+CPIN?").timeout(t.command);
             if s.vendor.cpin_no_ok {
@@ -778,16 +779,27 @@ impl Actor {
                     let Some(pin) = self.cfg.pin.clone() else {
                         return Ok(Err("SIM PIN required but no pin is configured".into()));
                     };
+                    if pin_unanswered {
+                        // It may have counted as a try: never a second one.
+                        return Ok(Err("SIM PIN still required after AT+CPIN= went unanswered; not entered again (three wrong tries lock the SIM)".into()));
+                    }
                     info!(modem = %self.cfg.id, "entering SIM PIN");
-                    if let Err(e) = s
-                        .ok(Command::new(format!("AT+CPIN=\"{}\"", pin.0)).timeout(t.command))
-                        .await?
-                    {
-                        // Never retry a wrong PIN: three tries lock the SIM.
-                        return Ok(Err(format!(
-                            "SIM PIN refused ({}): check pin in the config",
-                            redact(&e)
-                        )));
+                    let cmd = Command::new(format!("AT+CPIN=\"{}\"", pin.0)).timeout(t.command);
+                    match s.exec(cmd).await.map_err(|(l, _)| l)? {
+                        Outcome::Response(r) if r.result.is_ok() => {}
+                        Outcome::Response(r) => {
+                            // Never retry a wrong PIN: three tries lock the SIM.
+                            return Ok(Err(format!(
+                                "SIM PIN refused (AT+CPIN=****: {}): check pin in the config",
+                                redact(&r.result.to_string())
+                            )));
+                        }
+                        _ => {
+                            // A SIM slow to check it: ask what it made of it.
+                            warn!(modem = %self.cfg.id, "no answer to AT+CPIN= in time; asking the SIM's state again (the PIN is not entered twice)");
+                            pin_unanswered = true;
+                            tokio::time::sleep(t.command).await;
+                        }
                     }
                 }
                 "SIM PUK" => return Ok(Err("SIM is PUK-locked: unlock it in a phone".into())),

@@ -49,6 +49,10 @@ pub struct Faults {
     /// While the report memory is full, refuse sends that request a report with
     /// `+CMS ERROR: 322` (memory full) until stored reports are deleted.
     pub refuse_sends_when_report_memory_full: bool,
+    /// `AT+CPIN=` is echoed and answered only after this (a SIM slow to check
+    /// its PIN): the echo with the PIN comes after the command's timeout, as a
+    /// late reply.
+    pub slow_pin: Option<Duration>,
 }
 
 /// Configuration of one simulated modem.
@@ -257,6 +261,21 @@ impl SimModem {
                         let line = String::from_utf8_lossy(&std::mem::take(&mut self.input))
                             .trim()
                             .to_string();
+                        let slow_pin = self
+                            .cfg
+                            .faults
+                            .slow_pin
+                            .filter(|_| line.to_ascii_uppercase().starts_with("AT+CPIN="));
+                        if let Some(after) = slow_pin {
+                            let echo = if self.echo {
+                                format!("{line}\r")
+                            } else {
+                                String::new()
+                            };
+                            let answer = self.answer_pin(&line);
+                            self.respond(now, after, format!("{echo}{answer}"));
+                            continue;
+                        }
                         if self.echo {
                             self.respond(now, Duration::ZERO, format!("{line}\r"));
                         }
@@ -468,6 +487,27 @@ impl SimModem {
         (!self.pin_ok).then(|| self.cme(11))
     }
 
+    /// The answer to `AT+CPIN=<given>`.
+    fn check_pin(&mut self, given: &str) -> String {
+        if self.cfg.pin.as_deref() == Some(given) {
+            self.pin_ok = true;
+            self.ok()
+        } else {
+            self.cme(16)
+        }
+    }
+
+    /// The answer to a whole `AT+CPIN=...` line (the slow-PIN fault).
+    fn answer_pin(&mut self, line: &str) -> String {
+        let given = line
+            .get(8..)
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"')
+            .to_string();
+        self.check_pin(&given)
+    }
+
     fn command(&mut self, now: Instant, line: &str) {
         let upper = line.to_ascii_uppercase();
         let Some(cmd) = upper.strip_prefix("AT") else {
@@ -528,12 +568,7 @@ impl SimModem {
             }
             c if c.starts_with("+CPIN=") => {
                 let given = arg("+CPIN=").unwrap_or_default();
-                if self.cfg.pin.as_deref() == Some(given.as_str()) {
-                    self.pin_ok = true;
-                    self.ok()
-                } else {
-                    self.cme(16)
-                }
+                self.check_pin(&given)
             }
             "+CSQ" => format!(
                 "\r\n+CSQ: {},99\r\n\r\nOK\r\n",

@@ -235,6 +235,20 @@ async fn database_password_from_a_file_or_a_systemd_credential() {
     };
     let file = dir.path().join("with-file.toml");
     std::fs::write(&file, cfg(&format!("password_file = \"{}\"", pw.display()))).unwrap();
+    // A file every local user can read holds no secret: refused, with why.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = smsgw(&["migrate", "--config", file.to_str().unwrap()], &[]);
+    assert!(
+        !o.status.success(),
+        "a world-readable password file was used"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("other users can read"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let o = smsgw(&["migrate", "--config", file.to_str().unwrap()], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
