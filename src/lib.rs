@@ -48,7 +48,8 @@
 //! - [`logging`]: journald-friendly logs (syslog priority prefixes), text or JSON.
 //! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
 //! - [`cli`]: the `smsgw` command line: `mod.rs` (daemon-less commands),
-//!   `ops.rs` (technician commands over the socket), `doctor.rs`, `demo.rs`
+//!   `ops.rs` (technician commands over the socket), `doctor.rs`, `inject.rs`
+//!   (gammu-smsd-inject's command line), `demo.rs`
 //!   (`smsgw demo`, the whole flow with simulated modems).
 //! - [`sim`]: the modem simulator: `model.rs` (a pure modem with quirks and
 //!   faults), `profile.rs` (families as data), `pty.rs` (run on a real pty),

@@ -10,6 +10,7 @@
 
 pub mod demo;
 pub mod doctor;
+pub mod inject;
 pub mod ops;
 
 use crate::pdu::{self, ConcatRef, Encoding, Layout, SubmitOptions};
@@ -70,6 +71,11 @@ pub enum Command {
     },
     /// Queue a message from the shell (technicians test with it).
     Enqueue(EnqueueArgs),
+    /// Queue a message as gammu-smsd-inject does: `smsgw inject TEXT NUMBER
+    /// -text "..."` (-unicode, -len, -autolen, -report, -flash, -validity,
+    /// -smscnumber; the text from standard input without -text). Prints
+    /// `Written message with ID N`.
+    Inject(InjectArgs),
     /// Probe a modem port and explain what is wrong, without the daemon.
     Doctor(doctor::DoctorArgs),
     #[command(flatten)]
@@ -107,6 +113,18 @@ pub struct EnqueueArgs {
     pub no_report: bool,
     #[arg(long)]
     pub flash: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    #[arg(long, short, env = "SMSGW_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Database url (overrides `[database] url`).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// gammu-smsd-inject's arguments: TEXT NUMBER [options].
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<String>,
 }
 
 /// `smsgw sim`: a simulated modem. While it runs, lines on standard input steer it:
@@ -256,6 +274,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { config, print } => check_config(config.as_deref(), print),
         Command::Migrate { config, database } => migrate(config.as_deref(), database),
         Command::Enqueue(a) => enqueue(a),
+        Command::Inject(a) => inject_cmd(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Ops(c) => ops::run(c),
     }
@@ -415,7 +434,58 @@ fn utc(arg: &str, v: &Option<String>) -> Result<Option<chrono::DateTime<chrono::
     }
 }
 
+/// `smsgw inject`: gammu-smsd-inject's forms, queued as `smsgw enqueue` queues.
+fn inject_cmd(a: InjectArgs) -> anyhow::Result<ExitCode> {
+    let m = match inject::parse(&a.args) {
+        Ok(m) => m,
+        Err(e) => return invalid(e),
+    };
+    for why in &m.ignored {
+        eprintln!("smsgw inject: ignored {why}");
+    }
+    let text = match inject::text(&m, || std::io::read_to_string(std::io::stdin())) {
+        Ok(t) => t,
+        Err(e) => return invalid(e),
+    };
+    let e = EnqueueArgs {
+        config: a.config,
+        database: a.database,
+        to: m.to.clone(),
+        text,
+        category: "notice".into(),
+        priority: 0,
+        send_at: None,
+        expires_at: inject::expires_at(&m, chrono::Utc::now()).map(|t| t.to_rfc3339()),
+        dedupe_key: None,
+        modem_group: None,
+        no_report: !m.report,
+        flash: m.flash,
+    };
+    Ok(match enqueue_quiet(e)? {
+        Ok(r) => {
+            println!("Written message with ID {}", r.id);
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    })
+}
+
 fn enqueue(a: EnqueueArgs) -> anyhow::Result<ExitCode> {
+    Ok(match enqueue_quiet(a)? {
+        Ok(r) if r.duplicate => {
+            println!("{} (already queued with this dedupe key)", r.id);
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!("{}", r.id);
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    })
+}
+
+/// Queues after the contract check: the queued row, or the exit code of a refusal.
+fn enqueue_quiet(a: EnqueueArgs) -> anyhow::Result<Result<crate::store::Enqueued, ExitCode>> {
     let (url, migrate_db, max_parts) = match (&a.database, &a.config) {
         (Some(u), None) => (
             u.clone(),
@@ -431,21 +501,21 @@ fn enqueue(a: EnqueueArgs) -> anyhow::Result<ExitCode> {
                 database.is_some() || c.database.migrate,
                 c.sending.max_parts,
             ),
-            Err(code) => return Ok(code),
+            Err(code) => return Ok(Err(code)),
         },
     };
     let recipient = crate::store::contract::normalise_recipient(&a.to);
     if let Err(e) = crate::pdu::Address::parse_number("to", &recipient) {
-        return invalid(e);
+        return invalid(e).map(Err);
     }
     // What the dispatcher would reject, refused now (`[sending] max_parts`).
     if let Err(reason) = crate::store::contract::check_body(&a.text, max_parts) {
-        return invalid(format!("--text: {reason}"));
+        return invalid(format!("--text: {reason}")).map(Err);
     }
     let (send_at, expires_at) = match (utc("send-at", &a.send_at), utc("expires-at", &a.expires_at))
     {
         (Ok(s), Ok(e)) => (s, e),
-        (Err(e), _) | (_, Err(e)) => return invalid(e),
+        (Err(e), _) | (_, Err(e)) => return invalid(e).map(Err),
     };
     let m = crate::store::NewMessage {
         recipient: Some(recipient),
@@ -462,13 +532,7 @@ fn enqueue(a: EnqueueArgs) -> anyhow::Result<ExitCode> {
     };
     runtime()?.block_on(async {
         let store = open_store(&url, migrate_db).await?;
-        let r = store.enqueue(&m).await?;
-        if r.duplicate {
-            println!("{} (already queued with this dedupe key)", r.id);
-        } else {
-            println!("{}", r.id);
-        }
-        anyhow::Ok(ExitCode::SUCCESS)
+        anyhow::Ok(Ok(store.enqueue(&m).await?))
     })
 }
 
