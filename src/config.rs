@@ -52,6 +52,37 @@ pub struct Config {
     pub instance: Instance,
     pub numbers: Numbering,
     pub compat: Compat,
+    pub hooks: Hooks,
+}
+
+/// Programs run after an outcome is committed (docs/operations.md, "Hooks"),
+/// with gammu-smsd's arguments and environment. At most once, never retried.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hooks {
+    /// Run for each incoming message: its inbox id as the argument.
+    pub run_on_receive: Option<String>,
+    /// Run for each message sent: its outbox id as the argument.
+    pub run_on_sent: Option<String>,
+    /// Run for each message that ends unsent (failed, rejected, expired,
+    /// suppressed, cancelled): its outbox id as the argument.
+    pub run_on_failure: Option<String>,
+    /// A hook still running after this is killed.
+    pub timeout_secs: u64,
+    /// Hooks running at once; further ones wait.
+    pub max_running: usize,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            run_on_receive: None,
+            run_on_sent: None,
+            run_on_failure: None,
+            timeout_secs: 30,
+            max_running: 4,
+        }
+    }
 }
 
 /// Drop-in layers for the tables of other tools (docs/integration.md, "gammu").
@@ -491,6 +522,20 @@ impl Config {
     /// Checks what serde cannot: values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        for (key, path) in [
+            ("run_on_receive", &self.hooks.run_on_receive),
+            ("run_on_sent", &self.hooks.run_on_sent),
+            ("run_on_failure", &self.hooks.run_on_failure),
+        ] {
+            if let Some(p) = path {
+                if !std::path::Path::new(p).is_absolute() {
+                    return bad(format!("[hooks] {key} = {p:?}: an absolute path to a program (it is run without a shell)"));
+                }
+            }
+        }
+        if self.hooks.timeout_secs == 0 || self.hooks.max_running == 0 {
+            return bad("[hooks] timeout_secs and max_running must be at least 1".into());
+        }
         if self.compat.gammu {
             match self.compat.gammu_url.as_deref() {
                 None | Some("") => {

@@ -268,6 +268,7 @@ impl Daemon {
         let status = cfg.status.clone();
         let metrics_cfg = cfg.metrics.clone();
         let database_url = crate::store::redact_url(&cfg.database.url);
+        let hooks_cfg = cfg.hooks.clone();
         let dispatcher = Dispatcher::new(
             cfg,
             store.clone(),
@@ -280,6 +281,13 @@ impl Daemon {
         .await?;
         let (stop, stop_rx) = watch::channel(false);
         let (stop_inbound, stop_inbound_rx) = watch::channel(false);
+        // After the commits they follow, at most once (src/hooks.rs).
+        let (hooks, hooks_task) = crate::hooks::start(hooks_cfg, store.clone(), stop_rx.clone());
+        let dispatcher = dispatcher.with_hooks(hooks.clone());
+        recorder = recorder.with_hooks(hooks);
+        if let Some(t) = hooks_task {
+            supervisor.watch("the hooks".into(), t, |_| None);
+        }
         let (socket, control) = if status.socket.is_empty() {
             (None, None)
         } else {

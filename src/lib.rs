@@ -40,6 +40,8 @@
 //!   task that keeps them in step with smsgw's outbox).
 //! - [`daemon`]: wiring and supervision of every task; systemd
 //!   READY/STATUS/WATCHDOG; SIGHUP's modem list; the ordered stop.
+//! - [`hooks`]: programs run after a commit (gammu's RunOnReceive, RunOnSent,
+//!   RunOnFailure conventions), at most once, with a timeout.
 //! - [`instance`]: this process's stable identity and its file lock.
 //! - [`failpoint`]: named points where a crash test can kill the daemon.
 //! - [`control`]: the status socket: `proto.rs` (versioned NDJSON shared by
@@ -65,6 +67,7 @@ pub mod control;
 pub mod daemon;
 pub mod dispatch;
 pub mod failpoint;
+pub mod hooks;
 pub mod instance;
 pub mod logging;
 pub mod metrics;

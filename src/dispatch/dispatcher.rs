@@ -65,9 +65,17 @@ pub struct Dispatcher {
     /// Poll jitter, so several instances do not poll in lockstep.
     jitter: u64,
     journal: super::journal::Shared,
+    /// Told of every row this instance brought to a final state, after commit.
+    hooks: crate::hooks::Hooks,
 }
 
 impl Dispatcher {
+    /// Hooks to run after outcomes are committed (`[hooks]`).
+    pub fn with_hooks(mut self, hooks: crate::hooks::Hooks) -> Dispatcher {
+        self.hooks = hooks;
+        self
+    }
+
     pub async fn new(
         cfg: Config,
         store: Store,
@@ -106,6 +114,7 @@ impl Dispatcher {
             sends: JoinSet::new(),
             jitter: seed,
             journal,
+            hooks: Default::default(),
         };
         for id in d.handles.keys() {
             d.publish_usage(id);
@@ -384,11 +393,13 @@ impl Dispatcher {
             }
         };
         metrics::counter!("smsgw_messages_total", "outcome" => outcome(&completion)).increment(1);
-        if !self
+        if self
             .store
             .complete(&self.owner, c.id, &completion, self.clock.db())
             .await?
         {
+            self.hooks.emit(crate::hooks::Event::Final { id: c.id });
+        } else {
             warn!(
                 id = c.id,
                 "row was taken from us (lease expired); outcome not written"
@@ -408,9 +419,13 @@ impl Dispatcher {
                 parts_total: plan.total,
                 report_requested: c.request_report,
             };
-            self.store
+            if self
+                .store
                 .complete(&self.owner, c.id, &done, self.clock.db())
-                .await?;
+                .await?
+            {
+                self.hooks.emit(crate::hooks::Event::Final { id: c.id });
+            }
             return Ok(());
         };
         let ours = match self
@@ -513,7 +528,7 @@ impl Dispatcher {
                         other => other,
                     };
                     match ours {
-                        Ok(true) => {}
+                        Ok(true) => self.hooks.emit(crate::hooks::Event::Final { id: *id }),
                         Ok(false) => warn!(
                             id,
                             "row was taken from us (lease expired); outcome not written"

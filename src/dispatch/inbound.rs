@@ -145,9 +145,17 @@ pub struct Inbound {
     /// When this process started: a stale answer read at open belongs to a
     /// message its predecessor left in doubt, settled since.
     started_at: DateTime<Utc>,
+    /// Told of every new incoming message, after commit.
+    hooks: crate::hooks::Hooks,
 }
 
 impl Inbound {
+    /// Hooks to run after incoming messages are committed (`[hooks]`).
+    pub fn with_hooks(mut self, hooks: crate::hooks::Hooks) -> Inbound {
+        self.hooks = hooks;
+        self
+    }
+
     pub fn new(
         store: Store,
         fleet: Fleet,
@@ -169,6 +177,7 @@ impl Inbound {
             unmatched: Vec::new(),
             late: Vec::new(),
             started_at,
+            hooks: Default::default(),
         })
     }
 
@@ -453,6 +462,7 @@ impl Inbound {
         if !new {
             return;
         }
+        self.hooks.emit(crate::hooks::Event::Received(m.clone()));
         info!(modem = %m.modem, from = %m.sender, parts = m.parts, opt_out = m.opt_out, "incoming message");
         if self.rules.log_bodies {
             debug!(modem = %m.modem, from = %m.sender, body = %m.body, "incoming body");

@@ -434,6 +434,11 @@ impl Store {
         on_db!(self.inbox_after(after_id, since, limit))
     }
 
+    /// The id of the incoming message with this fingerprint, if stored.
+    pub async fn inbox_id(&self, fingerprint: &str) -> Result<Option<i64>> {
+        on_db!(self.inbox_id(fingerprint))
+    }
+
     /// The row queued with this dedupe key, if any.
     pub async fn by_dedupe_key(&self, key: &str) -> Result<Option<OutboxRow>> {
         on_db!(self.by_dedupe_key(key))

@@ -883,6 +883,19 @@ where
             .collect()
     }
 
+    /// The id of the incoming message with this fingerprint, if stored.
+    pub async fn inbox_id(&self, fingerprint: &str) -> Result<Option<i64>> {
+        const SQL: &str = "SELECT id FROM inbox WHERE fingerprint = ?";
+        let r = sqlx::query(Self::q(SQL))
+            .bind(fingerprint)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match r {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
     /// The row queued with this dedupe key, if any.
     pub async fn by_dedupe_key(&self, key: &str) -> Result<Option<OutboxRow>> {
         static SQL: LazyLock<String> =

@@ -13,6 +13,7 @@ mod db_restart;
 mod doctor;
 mod flood;
 mod gammu;
+mod hooks;
 mod hostile;
 mod layering;
 mod logs;
