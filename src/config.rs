@@ -29,6 +29,15 @@ pub enum FlowControl {
     Software,
 }
 
+/// What a modem does with an incoming call.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CallPolicy {
+    #[default]
+    HangUp,
+    Ignore,
+}
+
 /// The default config file.
 pub const DEFAULT_PATH: &str = "/etc/smsgw/smsgw.toml";
 
@@ -296,6 +305,11 @@ pub struct Modem {
     pub init: Vec<String>,
     #[serde(default)]
     pub reset_command: Option<String>,
+    /// Incoming calls: `hang_up` (the default: a ringing modem is a busy
+    /// modem, and the caller hears the line end at once) or `ignore`.
+    /// Either way the caller (`+CLIP`) is recorded in `calls`.
+    #[serde(default)]
+    pub calls: CallPolicy,
     /// Per-modem limits overriding `[limits]`.
     #[serde(default)]
     pub limits: Option<Limits>,
@@ -318,6 +332,7 @@ impl Modem {
             pin: None,
             smsc: None,
             vendor: None,
+            calls: CallPolicy::default(),
             group: None,
             init: Vec::new(),
             reset_command: None,

@@ -151,6 +151,7 @@ pub fn modem_config(m: &crate::config::Modem) -> ModemConfig {
     mc.vendor = m.vendor.clone();
     mc.init = m.init.clone();
     mc.reset_command = m.reset_command.clone();
+    mc.hang_up_calls = m.calls == crate::config::CallPolicy::HangUp;
     if let Some(t) = m.command_timeout_secs {
         mc.timeouts.command = Duration::from_secs(t.max(1));
     }

@@ -599,7 +599,7 @@ fn sim_run(a: SimArgs) -> anyhow::Result<ExitCode> {
             h.path.display(),
             h.pts.borrow().display()
         );
-        println!("commands: incoming NUMBER TEXT | incomplete NUMBER TEXT (its last part lost) | hang | unhang | unplug SECONDS | reboot | deregister | register | garbage N | storage | quit");
+        println!("commands: incoming NUMBER TEXT | incomplete NUMBER TEXT (its last part lost) | ring NUMBER | hang | unhang | unplug SECONDS | reboot | deregister | register | garbage N | storage | quit");
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         loop {
             tokio::select! {
@@ -617,6 +617,7 @@ fn sim_run(a: SimArgs) -> anyhow::Result<ExitCode> {
                             let parts = crate::pdu::plan(t, crate::pdu::Encoding::Auto, false, 255).map(|p| p.parts.len()).unwrap_or(1);
                             h.control(Control::IncomingLosing { from: n.into(), text: t.into(), lost: vec![parts] });
                         }
+                        ("ring", Some(n), _) => h.control(Control::Ring(unescape(n))),
                         ("hang", ..) => h.control(Control::Hang(true)),
                         ("unhang", ..) => h.control(Control::Hang(false)),
                         ("unplug", Some(s), _) => h.control(Control::Unplug(std::time::Duration::from_secs_f64(s.parse().unwrap_or(1.0)))),

@@ -301,6 +301,25 @@ impl Inbound {
                     })
                     .await
             }
+            ModemEvent::Call {
+                modem,
+                caller,
+                at,
+                hung_up,
+            } => {
+                let call = crate::store::Call {
+                    modem,
+                    caller,
+                    received_at: at,
+                    hung_up,
+                };
+                // Once: a call is a fact worth a line, not worth holding up the
+                // reports behind it while the database is away.
+                if let Err(e) = self.store.insert_call(&call).await {
+                    warn!(modem = %call.modem, error = %e, "an incoming call cannot be recorded");
+                }
+                return;
+            }
             ModemEvent::StaleSubmit { modem, mr } => {
                 return self
                     .late_answer(Late {

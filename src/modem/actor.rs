@@ -130,6 +130,8 @@ struct Session {
     reports: Option<ReportMode>,
     /// Boot lines came while the session started: the modem just powered up.
     saw_boot: bool,
+    /// The call ringing now, if any.
+    call: Option<Ringing>,
     /// An `AT+CPIN=` is on the wire, or timed out with its echo maybe still to
     /// come: the raw input trace shows only byte counts, since a read may split
     /// the echoed PIN where [`redact`] cannot see it. Cleared by the next answer.
@@ -373,6 +375,7 @@ impl Actor {
                         rebooted: None,
                         reports: None,
                         saw_boot: false,
+                        call: None,
                         masking_rx: false,
                     };
                     let end = self.session(&mut s).await;
@@ -604,6 +607,10 @@ impl Actor {
             if let Err(e) = s.ok(Command::new(*cmd).timeout(t.command)).await? {
                 debug!(modem = %self.cfg.id, error = %e, "vendor init command refused");
             }
+        }
+        // The caller of an incoming call (+CLIP after each RING).
+        if let Err(e) = s.ok(Command::new("AT+CLIP=1").timeout(t.command)).await? {
+            debug!(modem = %self.cfg.id, error = %e, "AT+CLIP=1 refused: callers are not known");
         }
         // SIM and PIN (waiting out "SIM busy" after power-up).
         match self.sim_ready(s).await? {
@@ -970,14 +977,65 @@ impl Actor {
                 Urc::Ready { line } => {
                     debug!(modem = %self.cfg.id, line = %redact(&line), "modem ready marker")
                 }
-                Urc::Call { line } => {
-                    debug!(modem = %self.cfg.id, %line, "call indication ignored")
-                }
+                Urc::Call { line } => self.on_call_line(s, &line).await?,
                 Urc::Noise { line } => {
                     trace!(modem = %self.cfg.id, line = %redact(&line), "vendor noise")
                 }
             }
         }
+        Ok(())
+    }
+
+    /// One line of an incoming call. The call is reported once: at its first
+    /// `+CLIP` (the caller), or at its second `RING` without one; then hung up
+    /// if configured (`AT+CHUP`, else `ATH`).
+    async fn on_call_line(&mut self, s: &mut Session, line: &str) -> Result<(), Lost> {
+        let Some(l) = parse::call_line(line) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if s.call.as_ref().is_some_and(|c| now - c.last > CALL_GAP) {
+            s.call = None;
+        }
+        if l == parse::CallLine::Ended {
+            s.call = None;
+            return Ok(());
+        }
+        let c = s.call.get_or_insert(Ringing {
+            last: now,
+            rings: 0,
+            reported: false,
+        });
+        c.last = now;
+        let caller = match l {
+            parse::CallLine::Ring => {
+                c.rings += 1;
+                if c.rings < 2 || c.reported {
+                    return Ok(());
+                }
+                None
+            }
+            parse::CallLine::Caller(n) if !c.reported => n,
+            _ => return Ok(()),
+        };
+        c.reported = true;
+        let mut hung_up = false;
+        if self.cfg.hang_up_calls {
+            let t = self.cfg.timeouts.command;
+            hung_up = s.ok(Command::new("AT+CHUP").timeout(t)).await?.is_ok()
+                || s.ok(Command::new("ATH").timeout(t)).await?.is_ok();
+            if !hung_up {
+                warn!(modem = %self.cfg.id, "an incoming call could not be hung up (AT+CHUP and ATH refused)");
+            }
+        }
+        metrics::counter!("smsgw_calls_total", "modem" => self.cfg.id.clone()).increment(1);
+        info!(modem = %self.cfg.id, caller = caller.as_deref().unwrap_or("(withheld)"), hung_up, "incoming call");
+        let _ = self.events.send(ModemEvent::Call {
+            modem: self.cfg.id.clone(),
+            caller,
+            at: Utc::now(),
+            hung_up,
+        });
         Ok(())
     }
 
@@ -1164,6 +1222,17 @@ async fn sleep_until(t: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// A call being signalled: `RING` every few seconds, `+CLIP` with each.
+#[derive(Debug, Clone)]
+struct Ringing {
+    last: Instant,
+    rings: u32,
+    reported: bool,
+}
+
+/// Lines of one call come at most this far apart (RING repeats every 3-6 s).
+const CALL_GAP: Duration = Duration::from_secs(10);
 
 /// Masks the SIM PIN in anything that may be logged: every `+CPIN=` argument up
 /// to the end of its line.

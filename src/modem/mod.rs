@@ -79,6 +79,8 @@ pub struct ModemConfig {
     pub init: Vec<String>,
     /// Sent before reopening a modem that stopped answering (e.g. `AT+CFUN=1,1`).
     pub reset_command: Option<String>,
+    /// Hang up incoming calls (`AT+CHUP`, else `ATH`).
+    pub hang_up_calls: bool,
     pub timeouts: Timeouts,
     pub health_interval: Duration,
     /// Consecutive timeouts after which the port is closed and reopened.
@@ -99,6 +101,7 @@ impl ModemConfig {
             vendor: None,
             init: Vec::new(),
             reset_command: None,
+            hang_up_calls: true,
             timeouts: Timeouts::default(),
             health_interval: Duration::from_secs(60),
             max_consecutive_timeouts: 3,
@@ -233,6 +236,14 @@ pub enum ModemEvent {
     /// the part a previous smsgw process had on the wire through this modem when
     /// it died (the row's in-flight marker names it).
     StaleSubmit { modem: String, mr: u8 },
+    /// An incoming call, once per call: the caller from `+CLIP` (`None`:
+    /// withheld, or the modem gave no `+CLIP`), and whether it was hung up.
+    Call {
+        modem: String,
+        caller: Option<String>,
+        at: DateTime<Utc>,
+        hung_up: bool,
+    },
 }
 
 /// One acknowledged part, and the caller's answer before the next part goes:

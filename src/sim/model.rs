@@ -138,9 +138,15 @@ struct Stored {
 #[derive(Debug, Clone)]
 enum Due {
     Bytes(Vec<u8>),
-    Report { pdu: Vec<u8> },
-    Incoming { pdu: Vec<u8> },
+    Report {
+        pdu: Vec<u8>,
+    },
+    Incoming {
+        pdu: Vec<u8>,
+    },
     Noise,
+    /// The next RING (+CLIP) of the call ringing now.
+    Ring,
 }
 
 #[derive(Debug)]
@@ -159,6 +165,10 @@ pub struct SimModem {
     input: Vec<u8>,
     mode: Mode,
     echo: bool,
+    /// The caller of the call ringing now.
+    ringing: Option<String>,
+    rings: u32,
+    hung_up_calls_seen: bool,
     cmee: u8,
     pin_ok: bool,
     hung: bool,
@@ -191,6 +201,9 @@ impl SimModem {
         let wall = Utc::now();
         let mut m = SimModem {
             echo: cfg.profile.echo,
+            ringing: None,
+            rings: 0,
+            hung_up_calls_seen: false,
             cmee: 0,
             pin_ok: cfg.pin.is_none(),
             hung: false,
@@ -316,6 +329,21 @@ impl SimModem {
                     }
                     return Some(self.urc(line));
                 }
+                Due::Ring => {
+                    let Some(caller) = self.ringing.clone() else {
+                        continue;
+                    };
+                    self.rings += 1;
+                    if self.rings > 10 {
+                        // Nobody answered: the network gives up.
+                        self.ringing = None;
+                        return Some(self.urc("NO CARRIER"));
+                    }
+                    self.schedule(at + Duration::from_secs(3), Due::Ring);
+                    let mut out = self.urc("RING");
+                    out.extend(self.urc(&format!("+CLIP: \"{caller}\",145,\"\",,\"\",0")));
+                    return Some(out);
+                }
                 Due::Report { pdu } => {
                     if let Some(b) = self.deliver_report(pdu) {
                         return Some(b);
@@ -368,6 +396,20 @@ impl SimModem {
 
     /// An SMS from `from` arrives from the network (split and concatenated as an
     /// SMSC would).
+    /// A voice call from `caller` rings the modem (RING and +CLIP every 3 s)
+    /// until it is hung up (`ATH`, `AT+CHUP`) or ten rings pass.
+    pub fn ring(&mut self, now: Instant, caller: &str) {
+        self.ringing = Some(caller.to_string());
+        self.rings = 0;
+        self.hung_up_calls_seen = false;
+        self.schedule(now, Due::Ring);
+    }
+
+    /// Whether the last call was hung up by the daemon.
+    pub fn call_hung_up(&self) -> bool {
+        self.hung_up_calls_seen
+    }
+
     pub fn inject_incoming(
         &mut self,
         now: Instant,
@@ -521,6 +563,12 @@ impl SimModem {
         let p = self.cfg.profile.clone();
         let reply: String = match cmd {
             "" | "&F" | "+CMMS=2" | "+CMMS=1" | "+CMMS=0" | "V1" | "+CLIP=1" | "+CRC=1" => {
+                self.ok()
+            }
+            "H" | "+CHUP" => {
+                if self.ringing.take().is_some() {
+                    self.hung_up_calls_seen = true;
+                }
                 self.ok()
             }
             "Z" => {

@@ -34,6 +34,8 @@ pub enum Control {
         text: String,
         lost: Vec<usize>,
     },
+    /// A voice call from this number rings the modem.
+    Ring(String),
     /// The firmware stops answering (true) or recovers (false).
     Hang(bool),
     /// Registration is lost (false) or regained (true).
@@ -211,6 +213,7 @@ async fn run(
                     }
                     Some(Control::Incoming { from, text }) => { let _ = model.inject_incoming(now, &from, &text); }
                     Some(Control::IncomingLosing { from, text, lost }) => { let _ = model.inject_incoming_losing(now, &from, &text, &lost); }
+                    Some(Control::Ring(n)) => model.ring(now, &n),
                     Some(Control::Hang(h)) => model.set_hung(h),
                     Some(Control::Registered(r)) => model.set_registered(now, r),
                     Some(Control::Garbage(n)) => model.inject_garbage(now, n),

@@ -434,6 +434,16 @@ impl Store {
         on_db!(self.inbox_after(after_id, since, limit))
     }
 
+    /// Records an incoming call.
+    pub async fn insert_call(&self, c: &Call) -> Result<()> {
+        on_db!(self.insert_call(c))
+    }
+
+    /// Calls after `after_id`, oldest first.
+    pub async fn calls_after(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Call)>> {
+        on_db!(self.calls_after(after_id, limit))
+    }
+
     /// The id of the incoming message with this fingerprint, if stored.
     pub async fn inbox_id(&self, fingerprint: &str) -> Result<Option<i64>> {
         on_db!(self.inbox_id(fingerprint))

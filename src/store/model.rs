@@ -237,6 +237,16 @@ pub struct PartRecord {
     pub status: Delivery,
 }
 
+/// An incoming call (`calls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub modem: String,
+    /// From `+CLIP`; `None` when withheld or unknown.
+    pub caller: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub hung_up: bool,
+}
+
 /// A recorded part with what its delivery report said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartReport {

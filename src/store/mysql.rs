@@ -252,6 +252,7 @@ impl Sql<MySql> {
             "inbox_fragments",
             "inbox_fragments_done",
             "opt_outs",
+            "calls",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
                 .execute(&self.pool)

@@ -9,7 +9,7 @@
 //! its times as [`Ts`]. A fix to an operation lands once.
 
 use super::model::{
-    Activity, Claimed, Delivery, Doubt, Fragment, InboxMessage, OperatorAction, OutboxRow,
+    Activity, Call, Claimed, Delivery, Doubt, Fragment, InboxMessage, OperatorAction, OutboxRow,
     PartRecord, PartReport, ReportUpdate, Rescued, Settle, State, Transition, Unsettled,
 };
 use super::ts::{self, Ts};
@@ -877,6 +877,44 @@ where
                         missing_parts: 0,
                         received_at: r.try_get::<Ts, _>("received_at")?.0,
                         opt_out: r.try_get("opt_out")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Records an incoming call.
+    pub async fn insert_call(&self, c: &Call) -> Result<()> {
+        const SQL: &str =
+            "INSERT INTO calls (modem, caller, received_at, hung_up) VALUES (?, ?, ?, ?)";
+        sqlx::query(Self::q(SQL))
+            .bind(c.modem.as_str())
+            .bind(c.caller.as_deref())
+            .bind(Ts(c.received_at))
+            .bind(c.hung_up)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Calls after `after_id`, oldest first.
+    pub async fn calls_after(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Call)>> {
+        const SQL: &str = "SELECT id, modem, caller, received_at, hung_up FROM calls
+             WHERE id > ? ORDER BY id LIMIT ?";
+        let rows = sqlx::query(Self::q(SQL))
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    Call {
+                        modem: r.try_get("modem")?,
+                        caller: r.try_get("caller")?,
+                        received_at: r.try_get::<Ts, _>("received_at")?.0,
+                        hung_up: r.try_get("hung_up")?,
                     },
                 ))
             })

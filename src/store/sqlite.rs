@@ -333,6 +333,7 @@ impl Sql<Sqlite> {
             "inbox_fragments",
             "inbox_fragments_done",
             "opt_outs",
+            "calls",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
                 .execute(&self.pool)

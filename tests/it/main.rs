@@ -4,6 +4,7 @@
 mod at_engine;
 mod at_parse;
 mod at_props;
+mod calls;
 mod cli;
 mod config;
 mod control;

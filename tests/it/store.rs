@@ -1406,6 +1406,35 @@ async fn numbers_are_compared_whole(s: &Store) {
     assert!(!s.is_opted_out("+8613900001112").await.unwrap());
 }
 
+/// What the compatibility layers read: calls, incoming messages after a
+/// cursor, a row by its dedupe key, and parts with their reports.
+async fn calls_inbox_cursor_and_dedupe_lookups(s: &Store) {
+    use smsgw::store::Call;
+    let at = chrono::Utc::now();
+    for (caller, hung_up) in [(Some("+8613912345678"), true), (None, false)] {
+        s.insert_call(&Call {
+            modem: "m1".into(),
+            caller: caller.map(str::to_string),
+            received_at: at,
+            hung_up,
+        })
+        .await
+        .unwrap();
+    }
+    let calls = s.calls_after(0, 10).await.unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].1.caller.as_deref(), Some("+8613912345678"));
+    assert!(calls[0].1.hung_up && !calls[1].1.hung_up);
+    assert_eq!(calls[1].1.caller, None);
+    assert_eq!(s.calls_after(calls[0].0, 10).await.unwrap().len(), 1);
+    let mut m = NewMessage::new("+8613800138000", "x");
+    m.dedupe_key = Some("gammu:1:20261203".into());
+    let id = s.enqueue(&m).await.unwrap().id;
+    assert_eq!(s.by_dedupe_key("gammu:1:20261203").await.unwrap().unwrap().id, id);
+    assert!(s.by_dedupe_key("gammu:2:x").await.unwrap().is_none());
+    assert!(s.part_reports(id).await.unwrap().is_empty());
+}
+
 /// Pickup without a poll: another system's INSERT wakes the store's watch within
 /// a fraction of a second on every backend (NOTIFY, data_version, id watermark),
 /// and an idle database wakes nothing.
@@ -1475,6 +1504,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    calls_inbox_cursor_and_dedupe_lookups,
     inserts_by_another_system_wake_the_watch,
     outcomes_of_sends_finished_together_are_written_together,
     migrations_are_idempotent,

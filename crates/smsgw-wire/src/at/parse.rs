@@ -127,6 +127,35 @@ pub fn cops(lines: &[String]) -> Option<String> {
     f.get(2).filter(|o| !o.is_empty()).cloned()
 }
 
+/// One line of an incoming call (27.007 §6.4, §7.18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CallLine {
+    /// `RING` or `+CRING: <type>`: the phone rings (repeated every few seconds).
+    Ring,
+    /// `+CLIP: "<number>",<type>,...`: who calls; `None` when withheld.
+    Caller(Option<String>),
+    /// `NO CARRIER`: the call ended.
+    Ended,
+}
+
+/// Reads a line the URC registry classified as a call.
+pub fn call_line(line: &str) -> Option<CallLine> {
+    let l = line.trim();
+    if l == "RING" || l.starts_with("+CRING:") {
+        return Some(CallLine::Ring);
+    }
+    if l == "NO CARRIER" {
+        return Some(CallLine::Ended);
+    }
+    let rest = l.strip_prefix("+CLIP:")?;
+    let f = fields(rest);
+    let number = f
+        .first()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '+'));
+    Some(CallLine::Caller(number))
+}
+
 /// `+CPIN: READY` / `SIM PIN` / `SIM PUK` ...
 pub fn cpin(lines: &[String]) -> Option<String> {
     Some(args(lines, "+CPIN:")?.trim_matches('"').to_string())
@@ -288,6 +317,29 @@ pub fn csca(lines: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_lines_ring_clip_and_hang_up() {
+        assert_eq!(call_line("RING"), Some(CallLine::Ring));
+        assert_eq!(call_line("+CRING: VOICE"), Some(CallLine::Ring));
+        assert_eq!(call_line("NO CARRIER"), Some(CallLine::Ended));
+        assert_eq!(
+            call_line("+CLIP: \"+8613800138000\",145,\"\",,\"\",0"),
+            Some(CallLine::Caller(Some("+8613800138000".into())))
+        );
+        assert_eq!(
+            call_line("+CLIP: \"13800138000\",129"),
+            Some(CallLine::Caller(Some("13800138000".into())))
+        );
+        // Withheld, or not a number at all (no injection through the caller id).
+        assert_eq!(call_line("+CLIP: \"\",128"), Some(CallLine::Caller(None)));
+        assert_eq!(
+            call_line("+CLIP: \"1\n2\",129"),
+            Some(CallLine::Caller(None))
+        );
+        assert_eq!(call_line("+CLIP:"), Some(CallLine::Caller(None)));
+        assert_eq!(call_line("+CMTI: \"SM\",1"), None);
+    }
 
     #[test]
     fn fields_handle_quotes() {
