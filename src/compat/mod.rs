@@ -5,7 +5,9 @@
 //! applies: limits, quiet hours, retries, ambiguity, no double send), and writes
 //! the outcomes back as that tool would. The core never knows the layer exists.
 //!
+//! - [`db`]: another tool's database on any backend (pools, quoting, times).
 //! - [`gammu`]: gammu-smsd's SQL tables (`outbox`, `outbox_multipart`,
 //!   `sentitems`), schema version 17.
 
+pub mod db;
 pub mod gammu;

@@ -1430,7 +1430,14 @@ async fn calls_inbox_cursor_and_dedupe_lookups(s: &Store) {
     let mut m = NewMessage::new("+8613800138000", "x");
     m.dedupe_key = Some("gammu:1:20261203".into());
     let id = s.enqueue(&m).await.unwrap().id;
-    assert_eq!(s.by_dedupe_key("gammu:1:20261203").await.unwrap().unwrap().id, id);
+    assert_eq!(
+        s.by_dedupe_key("gammu:1:20261203")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
     assert!(s.by_dedupe_key("gammu:2:x").await.unwrap().is_none());
     assert!(s.part_reports(id).await.unwrap().is_empty());
 }

@@ -6,49 +6,16 @@
 //! Times: gammu's SQLite schema stores UTC (`datetime('now')`); MySQL's
 //! `timestamp` columns are read and written in UTC (sqlx's session zone);
 //! PostgreSQL's are `timestamp without time zone` in the server's local time
-//! (`LOCALTIMESTAMP`), converted here with the machine's zone.
+//! (`LOCALTIMESTAMP`), converted with the machine's zone ([`Times::UtcButPostgres`]).
 
 use super::{Awaiting, Entry, InboxItem, Part, Phone, SentItem};
+use crate::compat::db::{on_pool, Foreign, Pools, Times};
 use crate::store::sql::Dialect;
-use crate::store::{redact_url, Result, StoreError};
-use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{MySql, Postgres, Sqlite};
-use std::str::FromStr;
-use std::time::Duration;
+use crate::store::Result;
+use chrono::{DateTime, Utc};
 
-/// A connection pool to the database that holds gammu's tables.
-#[derive(Debug, Clone)]
-pub enum GammuDb {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-    Mysql(MySqlPool),
-}
-
-/// Runs the same body on whichever backend this is, with `DB` its sqlx type.
-macro_rules! on_pool {
-    ($self:expr, $pool:ident => $body:expr) => {
-        match $self {
-            GammuDb::Sqlite($pool) => {
-                #[allow(dead_code)]
-                type DB = Sqlite;
-                $body
-            }
-            GammuDb::Postgres($pool) => {
-                #[allow(dead_code)]
-                type DB = Postgres;
-                $body
-            }
-            GammuDb::Mysql($pool) => {
-                #[allow(dead_code)]
-                type DB = MySql;
-                $body
-            }
-        }
-    };
-}
+/// gammu's database.
+pub type GammuDb = Foreign;
 
 /// The columns read from `outbox`, in this order.
 const OUTBOX_COLS: [&str; 17] = [
@@ -100,128 +67,10 @@ const SENT_COLS: [&str; 17] = [
     "SMSCNumber",
 ];
 
-impl GammuDb {
-    pub async fn connect(url: &str) -> Result<GammuDb> {
-        let err = |backend, source| StoreError::Connect {
-            backend,
-            target: redact_url(url),
-            source,
-        };
-        if url.starts_with("sqlite:") {
-            // Someone else's file: its journal mode is left as its owner set it.
-            let o = SqliteConnectOptions::from_str(url)
-                .map_err(|e| err("sqlite", e))?
-                .create_if_missing(false)
-                .busy_timeout(Duration::from_secs(15));
-            let p = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(o)
-                .await
-                .map_err(|e| err("sqlite", e))?;
-            Ok(GammuDb::Sqlite(p))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let o = PgConnectOptions::from_str(url).map_err(|e| err("postgres", e))?;
-            let p = PgPoolOptions::new()
-                .max_connections(2)
-                .connect_with(o)
-                .await
-                .map_err(|e| err("postgres", e))?;
-            Ok(GammuDb::Postgres(p))
-        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            let u = url.replacen("mariadb://", "mysql://", 1);
-            let o = MySqlConnectOptions::from_str(&u).map_err(|e| err("mysql", e))?;
-            let p = MySqlPoolOptions::new()
-                .max_connections(2)
-                .connect_with(o)
-                .await
-                .map_err(|e| err("mysql", e))?;
-            Ok(GammuDb::Mysql(p))
-        } else {
-            Err(StoreError::UnknownScheme(redact_url(url)))
-        }
-    }
-
-    fn is_pg(&self) -> bool {
-        matches!(self, GammuDb::Postgres(_))
-    }
-
-    /// A column name, quoted (gammu's names are mixed case).
-    fn c(&self, name: &str) -> String {
-        match self {
-            GammuDb::Mysql(_) => format!("`{name}`"),
-            _ => format!("\"{name}\""),
-        }
-    }
-
-    /// A column read as text.
-    fn as_text(&self, name: &str) -> String {
-        match self {
-            GammuDb::Mysql(_) if TIME_COLS.contains(&name) => {
-                format!("DATE_FORMAT(`{name}`, '%Y-%m-%d %H:%i:%s') AS `{name}`")
-            }
-            GammuDb::Mysql(_) => format!("CAST(`{name}` AS CHAR) AS `{name}`"),
-            _ => format!("CAST(\"{name}\" AS TEXT) AS \"{name}\""),
-        }
-    }
-
-    /// `?` placeholders in this backend's style.
-    fn ph(&self, sql: &str) -> String {
-        if !self.is_pg() {
-            return sql.to_string();
-        }
-        let mut out = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for ch in sql.chars() {
-            if ch == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(ch);
-            }
-        }
-        out
-    }
-
-    /// A time placeholder: UTC text in, the column's own time out.
-    fn time_in(&self) -> &'static str {
-        if self.is_pg() {
-            "CAST(? AS timestamp)"
-        } else {
-            "?"
-        }
-    }
-
-    /// UTC -> the text this backend's gammu time columns take.
-    fn time_out(&self, utc: &str) -> String {
-        if !self.is_pg() {
-            return utc.to_string();
-        }
-        match NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S") {
-            Ok(n) => Utc
-                .from_utc_datetime(&n)
-                .with_timezone(&Local)
-                .naive_local()
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string(),
-            Err(_) => utc.to_string(),
-        }
-    }
-
-    /// A time read from this backend -> UTC text.
-    fn time_read(&self, v: Option<String>) -> Option<String> {
-        let v = v?;
-        if !self.is_pg() {
-            return Some(v);
-        }
-        let local = NaiveDateTime::parse_from_str(v.trim(), "%Y-%m-%d %H:%M:%S%.f").ok();
-        match local.and_then(|n| Local.from_local_datetime(&n).earliest()) {
-            Some(t) => Some(
-                t.with_timezone(&Utc)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string(),
-            ),
-            None => Some(v),
-        }
+impl Foreign {
+    /// Connects to gammu's database.
+    pub async fn connect_gammu(url: &str) -> Result<GammuDb> {
+        Foreign::connect(url, Times::UtcButPostgres).await
     }
 
     /// The schema version in the `gammu` table.
@@ -240,7 +89,16 @@ impl GammuDb {
 
     /// Up to `limit` outbox rows, oldest first, each with its multipart rows.
     pub async fn outbox(&self, limit: u32) -> Result<Vec<Entry>> {
-        let cols: Vec<String> = OUTBOX_COLS.iter().map(|c| self.as_text(c)).collect();
+        let cols: Vec<String> = OUTBOX_COLS
+            .iter()
+            .map(|c| {
+                if TIME_COLS.contains(c) {
+                    self.time_as_text(c)
+                } else {
+                    self.as_text(c)
+                }
+            })
+            .collect();
         let sql = format!(
             "SELECT {} FROM outbox ORDER BY {} LIMIT {limit}",
             cols.join(", "),
@@ -355,10 +213,10 @@ impl GammuDb {
                 }
             })
             .collect();
-        let (verb, tail) = match self {
-            GammuDb::Sqlite(_) => ("INSERT OR IGNORE", ""),
-            GammuDb::Postgres(_) => ("INSERT", " ON CONFLICT DO NOTHING"),
-            GammuDb::Mysql(_) => ("INSERT IGNORE", ""),
+        let (verb, tail) = match self.pool {
+            Pools::Sqlite(_) => ("INSERT OR IGNORE", ""),
+            Pools::Postgres(_) => ("INSERT", " ON CONFLICT DO NOTHING"),
+            Pools::Mysql(_) => ("INSERT IGNORE", ""),
         };
         let insert = self.ph(&format!(
             "{verb} INTO sentitems ({}) VALUES ({}){tail}",
@@ -552,7 +410,7 @@ impl GammuDb {
             "SELECT {}, {}, {} FROM sentitems WHERE {} = 'SendingOK' AND {} IS NULL AND {} >= {}",
             self.as_text("ID"),
             self.as_text("SequencePosition"),
-            self.as_text("InsertIntoDB"),
+            self.time_as_text("InsertIntoDB"),
             self.c("Status"),
             self.c("DeliveryDateTime"),
             self.c("SendingDateTime"),

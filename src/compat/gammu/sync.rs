@@ -25,7 +25,7 @@ const LOCK_AHEAD: Duration = Duration::days(365);
 
 /// Connects to gammu's database and checks its schema version.
 pub async fn open(url: &str) -> anyhow::Result<GammuDb> {
-    let db = GammuDb::connect(url).await?;
+    let db = GammuDb::connect_gammu(url).await?;
     let v = db
         .version()
         .await
