@@ -107,6 +107,13 @@ pub struct Compat {
     pub gammu_password_file: Option<String>,
     /// How often gammu's outbox is read, in milliseconds (default 1000).
     pub gammu_poll_ms: Option<u64>,
+    /// Serve SMSLib SMSServer's tables (`smsserver_out`, `smsserver_in`,
+    /// `smsserver_calls`).
+    pub smsserver: bool,
+    /// The database holding them; may be smsgw's own (no table names clash).
+    pub smsserver_url: Option<String>,
+    /// A file holding that database's password.
+    pub smsserver_password_file: Option<String>,
 }
 
 impl Compat {
@@ -120,6 +127,27 @@ impl Compat {
         };
         let bad =
             |why: String| ConfigError::Invalid(format!("[compat] gammu_password_file: {why}"));
+        let text = read_secret(std::path::Path::new(f)).map_err(bad)?;
+        let password = text.trim_end_matches(['\n', '\r']);
+        if password.is_empty() {
+            return Err(bad(format!("{f} is empty")));
+        }
+        with_password(&url, password).map(Some).map_err(bad)
+    }
+
+    /// The url of SMSServer's database (default: smsgw's own), with its password.
+    pub fn smsserver_connect_url(&self, own: &Database) -> Result<Option<String>, ConfigError> {
+        if !self.smsserver {
+            return Ok(None);
+        }
+        let Some(url) = self.smsserver_url.clone() else {
+            return own.connect_url().map(Some);
+        };
+        let Some(f) = &self.smsserver_password_file else {
+            return Ok(Some(url));
+        };
+        let bad =
+            |why: String| ConfigError::Invalid(format!("[compat] smsserver_password_file: {why}"));
         let text = read_secret(std::path::Path::new(f)).map_err(bad)?;
         let password = text.trim_end_matches(['\n', '\r']);
         if password.is_empty() {

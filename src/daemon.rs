@@ -204,6 +204,14 @@ impl Daemon {
         }
         let db_lock = take_db_lock(&store, &owner).await?;
         let gammu_poll = cfg.compat.gammu_poll();
+        let smsserver = match cfg.compat.smsserver_connect_url(&cfg.database)? {
+            Some(u) => Some(
+                crate::compat::smsserver::sync::open(&u)
+                    .await
+                    .context("[compat] smsserver")?,
+            ),
+            None => None,
+        };
         let gammu = match cfg.compat.gammu_connect_url()? {
             Some(u) if cfg.compat.gammu => Some(
                 crate::compat::gammu::sync::open(&u)
@@ -360,6 +368,19 @@ impl Daemon {
                 |r: Result<(), String>| r.err(),
             );
             info!("serving gammu-smsd's tables");
+        }
+        if let Some(db) = smsserver {
+            supervisor.watch(
+                "the SMSServer tables".into(),
+                tokio::spawn(crate::compat::smsserver::sync::run(
+                    store.clone(),
+                    db,
+                    gammu_poll,
+                    stop_rx.clone(),
+                )),
+                |r: Result<(), String>| r.err(),
+            );
+            info!("serving SMSServer's tables");
         }
         supervisor.watch(
             "the instance lock".into(),

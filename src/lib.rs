@@ -37,7 +37,9 @@
 //! - [`compat`]: drop-in layers for other tools' tables, translators at the
 //!   edge: `gammu/mod.rs` (gammu-smsd's rows to messages and back, pure),
 //!   `gammu/db.rs` (its tables' SQL on each backend), `gammu/sync.rs` (the
-//!   task that keeps them in step with smsgw's outbox).
+//!   task that keeps them in step with smsgw's outbox); `smsserver/` the same
+//!   three files for SMSLib SMSServer's tables; `db.rs` another tool's
+//!   database on any backend.
 //! - [`daemon`]: wiring and supervision of every task; systemd
 //!   READY/STATUS/WATCHDOG; SIGHUP's modem list; the ordered stop.
 //! - [`hooks`]: programs run after a commit (gammu's RunOnReceive, RunOnSent,

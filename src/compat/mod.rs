@@ -7,7 +7,10 @@
 //!
 //! - [`db`]: another tool's database on any backend (pools, quoting, times).
 //! - [`gammu`]: gammu-smsd's SQL tables (`outbox`, `outbox_multipart`,
-//!   `sentitems`), schema version 17.
+//!   `sentitems`, `inbox`, `phones`), schema version 17.
+//! - [`smsserver`]: SMSLib SMSServer's (金笛's) `smsserver_out`, `smsserver_in`
+//!   and `smsserver_calls`.
 
 pub mod db;
 pub mod gammu;
+pub mod smsserver;

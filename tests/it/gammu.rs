@@ -14,17 +14,18 @@ use std::time::{Duration, Instant};
 const EXAMPLES: &str = "/usr/share/doc/gammu-smsd/examples";
 
 /// A gammu database of its own beside smsgw's: its url and its smsdrc lines.
-struct Gammu {
-    backend: &'static str,
-    url: String,
+/// (The SMSServer tests use it for any database read with its own client.)
+pub(crate) struct Gammu {
+    pub(crate) backend: &'static str,
+    pub(crate) url: String,
     /// The database name (server backends) or file (SQLite).
-    name: String,
-    dir: PathBuf,
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
 }
 
 impl Gammu {
     /// Runs SQL with the backend's own client; returns its rows, `|`-separated.
-    fn sql(&self, sql: &str) -> Vec<String> {
+    pub(crate) fn sql(&self, sql: &str) -> Vec<String> {
         let o = match self.backend {
             "sqlite" => Command::new("sqlite3")
                 .arg("-cmd")
@@ -229,7 +230,7 @@ async fn wait_for(what: &str, secs: u64, log: &Path, mut f: impl FnMut() -> bool
     }
 }
 
-async fn drop_all(backend: &str, drops: Vec<String>) {
+pub(crate) async fn drop_all(backend: &str, drops: Vec<String>) {
     if drops.is_empty() {
         return;
     }

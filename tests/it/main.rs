@@ -24,5 +24,6 @@ mod pdu_props;
 mod pdu_vectors;
 mod restart;
 mod service;
+mod smsserver;
 mod store;
 mod tls;
