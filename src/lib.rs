@@ -53,7 +53,8 @@
 //! - [`config`]: TOML + `SMSGW_*` environment configuration, validated.
 //! - [`cli`]: the `smsgw` command line: `mod.rs` (daemon-less commands),
 //!   `ops.rs` (technician commands over the socket), `doctor.rs`, `inject.rs`
-//!   (gammu-smsd-inject's command line), `demo.rs`
+//!   (gammu-smsd-inject's command line), `gammu_config.rs` (`smsgw
+//!   import-gammu-config`), `demo.rs`
 //!   (`smsgw demo`, the whole flow with simulated modems).
 //! - [`sim`]: the modem simulator: `model.rs` (a pure modem with quirks and
 //!   faults), `profile.rs` (families as data), `pty.rs` (run on a real pty),

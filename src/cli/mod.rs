@@ -10,6 +10,7 @@
 
 pub mod demo;
 pub mod doctor;
+pub mod gammu_config;
 pub mod inject;
 pub mod ops;
 
@@ -71,6 +72,13 @@ pub enum Command {
     },
     /// Queue a message from the shell (technicians test with it).
     Enqueue(EnqueueArgs),
+    /// Print the smsgw.toml equivalent to gammu-smsd's configuration files
+    /// (one [[modem]] per smsdrc); passwords and PINs are never copied.
+    ImportGammuConfig {
+        /// gammu-smsd configuration files (smsdrc).
+        #[arg(required = true)]
+        smsdrc: Vec<std::path::PathBuf>,
+    },
     /// Queue a message as gammu-smsd-inject does: `smsgw inject TEXT NUMBER
     /// -text "..."` (-unicode, -len, -autolen, -report, -flash, -validity,
     /// -smscnumber; the text from standard input without -text). Prints
@@ -275,6 +283,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate { config, database } => migrate(config.as_deref(), database),
         Command::Enqueue(a) => enqueue(a),
         Command::Inject(a) => inject_cmd(a),
+        Command::ImportGammuConfig { smsdrc } => import_gammu_config(&smsdrc),
         Command::Doctor(a) => doctor::run(a),
         Command::Ops(c) => ops::run(c),
     }
@@ -431,6 +440,33 @@ fn utc(arg: &str, v: &Option<String>) -> Result<Option<chrono::DateTime<chrono::
         Some(s) => crate::store::parse_time(s).map(Some).ok_or_else(|| {
             format!("--{arg} {s:?}: expected an RFC 3339 or \"YYYY-MM-DD HH:MM:SS\" UTC time")
         }),
+    }
+}
+
+/// `smsgw import-gammu-config`: the TOML on standard output, notes as comments.
+fn import_gammu_config(paths: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::with_capacity(paths.len());
+    for p in paths {
+        match std::fs::read(p) {
+            Ok(bytes) => files.push((
+                p.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )),
+            Err(e) => return invalid(format!("{}: {e}", p.display())),
+        }
+    }
+    match gammu_config::import(&files) {
+        Ok(i) => {
+            print!("{}", i.toml);
+            if !i.notes.is_empty() {
+                eprintln!(
+                    "smsgw: {} thing(s) not carried over: see the NOTE lines",
+                    i.notes.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => invalid(e),
     }
 }
 

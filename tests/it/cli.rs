@@ -352,3 +352,36 @@ fn inject_takes_gammu_smsd_injects_forms() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "2");
 }
+
+/// `smsgw import-gammu-config` on the smsdrc Debian's gammu-smsd installs: the
+/// output is a configuration `smsgw check-config` accepts, and what has no
+/// equivalent (the spool-directory service) is said.
+#[test]
+fn import_gammu_config_reads_debians_smsdrc() {
+    let smsdrc = std::path::Path::new("/etc/gammu-smsdrc");
+    assert!(
+        smsdrc.exists(),
+        "Debian's gammu-smsd package (installed by scripts/test) provides /etc/gammu-smsdrc"
+    );
+    let o = smsgw(&["import-gammu-config", "/etc/gammu-smsdrc"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let toml = stdout(&o);
+    assert!(toml.contains("device = \"/dev/null\""), "{toml}");
+    assert!(
+        toml.contains("NOTE:") && toml.contains("service = files"),
+        "{toml}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("smsgw.toml");
+    std::fs::write(&cfg, &toml).unwrap();
+    let o = smsgw(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "{toml}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A file that is not there: exit 2, named.
+    let o = smsgw(&["import-gammu-config", "/nonexistent/smsdrc"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/smsdrc"));
+}
