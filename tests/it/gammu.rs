@@ -632,3 +632,35 @@ async fn gammu_postgres_kills_at_each_step_lose_and_repeat_nothing() {
 async fn gammu_mysql_kills_at_each_step_lose_and_repeat_nothing() {
     kills_at_each_step_lose_and_repeat_nothing("mysql").await
 }
+
+/// A schema version smsgw does not read is refused at start, with the
+/// versions it reads: never a guess at columns it does not know.
+#[tokio::test]
+async fn unknown_gammu_schema_versions_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = Gammu {
+        backend: "sqlite",
+        url: format!("sqlite://{}", tmp.path().join("gammu.db").display()),
+        name: tmp.path().join("gammu.db").display().to_string(),
+        dir: tmp.path().to_path_buf(),
+    };
+    g.create_tables();
+    smsgw::compat::gammu::sync::open(&g.url).await.unwrap();
+    for v in ["18", "16"] {
+        g.sql(&format!("UPDATE gammu SET Version = {v}"));
+        let e = smsgw::compat::gammu::sync::open(&g.url)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("version {v}")) && e.contains("[17]"),
+            "{e}"
+        );
+    }
+    g.sql("DELETE FROM gammu");
+    let e = smsgw::compat::gammu::sync::open(&g.url)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no schema version"), "{e}");
+}
