@@ -256,6 +256,30 @@ async fn sent_once_with_outcomes_as_gammu_writes_them(backend: &'static str) {
         return;
     };
     g.create_tables();
+    // Rows no sender should have written, each ending alone with gammu's Error.
+    let cols = |c: &str| match backend {
+        "mysql" => format!("`{c}`"),
+        _ => format!("\"{c}\""),
+    };
+    let insert = |vals: &[(&str, &str)]| {
+        let names: Vec<String> = vals.iter().map(|(c, _)| cols(c)).collect();
+        let values: Vec<&str> = vals.iter().map(|(_, v)| *v).collect();
+        g.sql(&format!(
+            "INSERT INTO outbox ({}) VALUES ({})",
+            names.join(", "),
+            values.join(", ")
+        ));
+    };
+    // First in the table: a SenderID longer than smsgw's own modem_group
+    // column takes (MariaDB refuses it). It must end alone, not hold up the rows
+    // behind it.
+    let long_sender = format!("'{}'", "x".repeat(100));
+    insert(&[
+        ("DestinationNumber", "'13800138009'"),
+        ("TextDecoded", "'long sender'"),
+        ("SenderID", &long_sender),
+        ("CreatorID", "'t'"),
+    ]);
     // What scripts and HIS systems write: gammu-smsd-inject's common forms.
     let plain = g.inject(&[
         "TEXT",
@@ -281,20 +305,6 @@ async fn sent_once_with_outcomes_as_gammu_writes_them(backend: &'static str) {
         "-text",
         "您的预约号是 17",
     ]);
-    // Rows no sender should have written, each ending alone with gammu's Error.
-    let cols = |c: &str| match backend {
-        "mysql" => format!("`{c}`"),
-        _ => format!("\"{c}\""),
-    };
-    let insert = |vals: &[(&str, &str)]| {
-        let names: Vec<String> = vals.iter().map(|(c, _)| cols(c)).collect();
-        let values: Vec<&str> = vals.iter().map(|(_, v)| *v).collect();
-        g.sql(&format!(
-            "INSERT INTO outbox ({}) VALUES ({})",
-            names.join(", "),
-            values.join(", ")
-        ));
-    };
     insert(&[
         ("DestinationNumber", "'13800138003'"),
         ("TextDecoded", "'*100#'"),
@@ -377,7 +387,7 @@ async fn sent_once_with_outcomes_as_gammu_writes_them(backend: &'static str) {
     assert_eq!(to("13800138000"), 1, "{recs:?}");
     assert_eq!(to("13800138001"), 2, "{recs:?}");
     assert_eq!(to("13800138002"), 1, "{recs:?}");
-    for n in ["13800138003", "13800138004", "13800138005"] {
+    for n in ["13800138003", "13800138004", "13800138005", "13800138009"] {
         assert_eq!(to(n), 0, "{n} must not be sent: {recs:?}");
     }
     assert_eq!(recs.len(), 4, "{recs:?}");
@@ -423,6 +433,7 @@ async fn sent_once_with_outcomes_as_gammu_writes_them(backend: &'static str) {
     assert_eq!(
         errors,
         [
+            "13800138009|1",
             "13800138003|1",
             "no number|1",
             "13800138004|1",

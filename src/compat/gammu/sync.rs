@@ -90,7 +90,14 @@ pub async fn pass(
     if cursor.phones_at.is_none_or(|t| now - t >= PHONES_EVERY) {
         let statuses: Vec<_> = fleet.list().iter().map(|h| h.status()).collect();
         for ph in phones(&statuses, &cursor.received, now, PHONES_EVERY) {
-            db.refresh_phone(&ph).await?;
+            // A row gammu's table refuses (a column too short for it) must not
+            // stop the outbox behind it.
+            if let Err(e) = db.refresh_phone(&ph).await {
+                if e.is_transient() {
+                    return Err(e);
+                }
+                warn!(modem = %ph.id, error = %e, "phones row not refreshed");
+            }
         }
         cursor.phones_at = Some(now);
     }
@@ -98,13 +105,24 @@ pub async fn pass(
         let key = dedupe_key(&e);
         match store.by_dedupe_key(&key).await? {
             None => match pickup(&e, now, &Local) {
-                Pickup::Queue(m) => {
-                    let q = store.enqueue(&m).await?;
-                    crate::failpoint::hit("gammu_after_enqueue");
-                    db.stamp(e.id, now + LOCK_AHEAD).await?;
-                    info!(gammu_id = e.id, id = q.id, "gammu outbox row queued");
-                    done.queued += 1;
-                }
+                Pickup::Queue(m) => match store.enqueue(&m).await {
+                    Ok(q) => {
+                        crate::failpoint::hit("gammu_after_enqueue");
+                        db.stamp(e.id, now + LOCK_AHEAD).await?;
+                        info!(gammu_id = e.id, id = q.id, "gammu outbox row queued");
+                        done.queued += 1;
+                    }
+                    Err(err) if err.is_transient() => return Err(err),
+                    // A value smsgw's own table refuses (too long, a time out
+                    // of range, a NUL): this row ends alone, the rest go on.
+                    Err(err) => {
+                        warn!(gammu_id = e.id, reason = %err, "gammu outbox row rejected by smsgw's outbox: moved to sentitems with Status Error");
+                        if let Some(items) = sent_items(&e, None, &[], now) {
+                            db.write_back(e.id, &items).await?;
+                        }
+                        done.rejected += 1;
+                    }
+                },
                 Pickup::Wait => {}
                 Pickup::Reject(why) => {
                     warn!(gammu_id = e.id, reason = %why, "gammu outbox row rejected: moved to sentitems with Status Error");
@@ -157,10 +175,17 @@ pub async fn pass(
         .inbox_after(cursor.inbox_after, now - REPORT_WINDOW, i64::from(BATCH))
         .await?
     {
-        if db.insert_inbox(&inbox_item(&m)).await? {
-            info!(id, "incoming message copied to gammu's inbox");
-            *cursor.received.entry(m.modem.clone()).or_default() += 1;
-            done.received += 1;
+        match db.insert_inbox(&inbox_item(&m)).await {
+            Ok(true) => {
+                info!(id, "incoming message copied to gammu's inbox");
+                *cursor.received.entry(m.modem.clone()).or_default() += 1;
+                done.received += 1;
+            }
+            Ok(false) => {}
+            Err(e) if e.is_transient() => return Err(e),
+            // gammu's table refuses it (a NUL, a column too short): it stays
+            // in smsgw's own inbox, and the messages after it go on.
+            Err(e) => warn!(id, error = %e, "incoming message not copied to gammu's inbox"),
         }
         cursor.inbox_after = id;
     }

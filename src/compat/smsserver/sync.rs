@@ -51,13 +51,27 @@ pub async fn pass(
     for r in db.smsserver_pending(BATCH).await? {
         match store.by_dedupe_key(&dedupe_key(&r)).await? {
             None => match pickup(&r) {
-                Ok(m) => {
-                    let q = store.enqueue(&m).await?;
-                    crate::failpoint::hit("smsserver_after_enqueue");
-                    db.smsserver_queued(r.id).await?;
-                    info!(smsserver_id = r.id, id = q.id, "smsserver_out row queued");
-                    done.queued += 1;
-                }
+                Ok(m) => match store.enqueue(&m).await {
+                    Ok(q) => {
+                        crate::failpoint::hit("smsserver_after_enqueue");
+                        db.smsserver_queued(r.id).await?;
+                        info!(smsserver_id = r.id, id = q.id, "smsserver_out row queued");
+                        done.queued += 1;
+                    }
+                    Err(e) if e.is_transient() => return Err(e),
+                    // A value smsgw's own table refuses: this row fails alone.
+                    Err(e) => {
+                        warn!(smsserver_id = r.id, reason = %e, "smsserver_out row failed (F): smsgw's outbox refused it");
+                        let o = Outcome {
+                            status: "F",
+                            sent_date: None,
+                            ref_no: None,
+                            errors: 1,
+                        };
+                        db.smsserver_outcome(r.id, &o).await?;
+                        done.finished += 1;
+                    }
+                },
                 Err(why) => {
                     warn!(smsserver_id = r.id, reason = %why, "smsserver_out row failed (F) without being sent");
                     let o = Outcome {
@@ -95,8 +109,13 @@ pub async fn pass(
         let recipient = r.recipient.clone().unwrap_or_default();
         for p in store.part_reports(row.id).await? {
             if let Some(s) = status_report(&recipient, &p) {
-                if db.smsserver_insert_in(&s).await? {
-                    done.reports += 1;
+                match db.smsserver_insert_in(&s).await {
+                    Ok(true) => done.reports += 1,
+                    Ok(false) => {}
+                    Err(e) if e.is_transient() => return Err(e),
+                    Err(e) => {
+                        warn!(smsserver_id = r.id, error = %e, "status report not copied to smsserver_in")
+                    }
                 }
             }
         }
@@ -105,8 +124,11 @@ pub async fn pass(
         .inbox_after(cursor.inbox_after, now - WINDOW, i64::from(BATCH))
         .await?
     {
-        if db.smsserver_insert_in(&inbound(&m, now)).await? {
-            done.received += 1;
+        match db.smsserver_insert_in(&inbound(&m, now)).await {
+            Ok(true) => done.received += 1,
+            Ok(false) => {}
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => warn!(id, error = %e, "incoming message not copied to smsserver_in"),
         }
         cursor.inbox_after = id;
     }
@@ -114,8 +136,11 @@ pub async fn pass(
         .calls_after(cursor.calls_after, i64::from(BATCH))
         .await?
     {
-        if db.smsserver_insert_call(&call(&c)).await? {
-            done.calls += 1;
+        match db.smsserver_insert_call(&call(&c)).await {
+            Ok(true) => done.calls += 1,
+            Ok(false) => {}
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => warn!(id, error = %e, "call not copied to smsserver_calls"),
         }
         cursor.calls_after = id;
     }
