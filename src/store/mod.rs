@@ -439,6 +439,26 @@ impl Store {
         on_db!(self.insert_call(c))
     }
 
+    /// Reports recorded after `after` on rows keyed `key_prefix…`, oldest first.
+    pub async fn reports_after(
+        &self,
+        key_prefix: &str,
+        after: ReportCursor,
+        limit: i64,
+    ) -> Result<Vec<RecordedReport>> {
+        on_db!(self.reports_after(key_prefix, after, limit))
+    }
+
+    /// A compatibility layer's cursor, if it has one.
+    pub async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+        on_db!(self.cursor(name))
+    }
+
+    /// Moves a compatibility layer's cursor forward (never back).
+    pub async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
+        on_db!(self.set_cursor(name, value))
+    }
+
     /// Calls after `after_id`, oldest first.
     pub async fn calls_after(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Call)>> {
         on_db!(self.calls_after(after_id, limit))

@@ -257,6 +257,31 @@ pub struct PartReport {
     pub tp_status: Option<i32>,
 }
 
+/// Where a reader of recorded reports has got to: the report time, then the
+/// part id among reports recorded at the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportCursor {
+    pub at: DateTime<Utc>,
+    pub part_id: i64,
+}
+
+impl Default for ReportCursor {
+    fn default() -> Self {
+        ReportCursor {
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            part_id: 0,
+        }
+    }
+}
+
+/// A report as recorded on a part, with the row's dedupe key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedReport {
+    pub cursor: ReportCursor,
+    pub dedupe_key: Option<String>,
+    pub report: PartReport,
+}
+
 /// How a claimed row ends (or goes back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {

@@ -253,6 +253,7 @@ impl Sql<MySql> {
             "inbox_fragments_done",
             "opt_outs",
             "calls",
+            "compat_cursors",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
                 .execute(&self.pool)

@@ -228,7 +228,7 @@ impl Sql<Postgres> {
 
     pub async fn truncate_all(&self) -> Result<()> {
         sqlx::query(
-            "TRUNCATE outbox_parts, outbox, inbox, inbox_fragments, inbox_fragments_done, opt_outs, calls RESTART IDENTITY",
+            "TRUNCATE outbox_parts, outbox, inbox, inbox_fragments, inbox_fragments_done, opt_outs, calls, compat_cursors RESTART IDENTITY",
         )
         .execute(&self.pool)
         .await?;

@@ -10,7 +10,8 @@
 
 use super::model::{
     Activity, Call, Claimed, Delivery, Doubt, Fragment, InboxMessage, OperatorAction, OutboxRow,
-    PartRecord, PartReport, ReportUpdate, Rescued, Settle, State, Transition, Unsettled,
+    PartRecord, PartReport, RecordedReport, ReportCursor, ReportUpdate, Rescued, Settle, State,
+    Transition, Unsettled,
 };
 use super::ts::{self, Ts};
 use super::{Result, StoreError};
@@ -828,25 +829,106 @@ where
             .bind(id)
             .fetch_all(&self.read)
             .await?;
+        rows.iter().map(Self::part_report).collect()
+    }
+
+    /// Reports recorded after `after` (a report time and part id), oldest
+    /// first, on rows whose dedupe key starts with `key_prefix`: for a layer
+    /// that copies each report once into another tool's table.
+    pub async fn reports_after(
+        &self,
+        key_prefix: &str,
+        after: ReportCursor,
+        limit: i64,
+    ) -> Result<Vec<RecordedReport>> {
+        const SQL: &str = "SELECT p.id, o.dedupe_key, p.seq, p.total, p.modem, p.recipient, p.mr,
+                p.submitted_at, p.status, p.report_at, p.tp_status
+             FROM outbox_parts p JOIN outbox o ON o.id = p.outbox_id
+             WHERE p.report_at IS NOT NULL AND (p.report_at > ? OR (p.report_at = ? AND p.id > ?))
+               AND o.dedupe_key LIKE ?
+             ORDER BY p.report_at, p.id LIMIT ?";
+        let at = Ts(after.at);
+        let rows = sqlx::query(Self::q(SQL))
+            .bind(at)
+            .bind(at)
+            .bind(after.part_id)
+            .bind(format!("{key_prefix}%"))
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
         rows.iter()
             .map(|r| {
-                Ok(PartReport {
-                    report_at: r.try_get::<Option<Ts>, _>("report_at")?.map(|t| t.0),
-                    tp_status: r.try_get("tp_status")?,
-                    part: PartRecord {
-                        seq: r.try_get("seq")?,
-                        total: r.try_get("total")?,
-                        modem: r.try_get("modem")?,
-                        recipient: r.try_get("recipient")?,
-                        mr: r
-                            .try_get::<Option<i32>, _>("mr")?
-                            .and_then(|m| u8::try_from(m).ok()),
-                        submitted_at: r.try_get::<Ts, _>("submitted_at")?.0,
-                        status: Delivery::parse(&r.try_get::<String, _>("status")?),
+                let report = Self::part_report(r)?;
+                Ok(RecordedReport {
+                    cursor: ReportCursor {
+                        at: report.report_at.unwrap_or(after.at),
+                        part_id: r.try_get("id")?,
                     },
+                    dedupe_key: r.try_get("dedupe_key")?,
+                    report,
                 })
             })
             .collect()
+    }
+
+    /// A compatibility layer's cursor (`compat_cursors`), if it has one.
+    pub async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+        const SQL: &str = "SELECT value FROM compat_cursors WHERE name = ?";
+        let r = sqlx::query(Self::q(SQL))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match r {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Moves a cursor forward to `value` (never back: two instances copying
+    /// the same rows leave it at the furthest).
+    pub async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
+        const UPDATE: &str = "UPDATE compat_cursors SET value = ? WHERE name = ? AND value < ?";
+        const INSERT: &str = "INSERT INTO compat_cursors (name, value) VALUES (?, ?)";
+        let r = sqlx::query(Self::q(UPDATE))
+            .bind(value)
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        let n = DB::rows_affected(&r);
+        if n > 0 || self.cursor(name).await?.is_some() {
+            return Ok(());
+        }
+        match sqlx::query(Self::q(INSERT))
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Another instance inserted it first: its value stands, ours is
+            // written at the next move.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn part_report(r: &DB::Row) -> Result<PartReport> {
+        Ok(PartReport {
+            report_at: r.try_get::<Option<Ts>, _>("report_at")?.map(|t| t.0),
+            tp_status: r.try_get("tp_status")?,
+            part: PartRecord {
+                seq: r.try_get("seq")?,
+                total: r.try_get("total")?,
+                modem: r.try_get("modem")?,
+                recipient: r.try_get("recipient")?,
+                mr: r
+                    .try_get::<Option<i32>, _>("mr")?
+                    .and_then(|m| u8::try_from(m).ok()),
+                submitted_at: r.try_get::<Ts, _>("submitted_at")?.0,
+                status: Delivery::parse(&r.try_get::<String, _>("status")?),
+            },
+        })
     }
 
     /// Incoming messages after `after_id` stored since `since`, oldest first:

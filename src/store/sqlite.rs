@@ -334,6 +334,7 @@ impl Sql<Sqlite> {
             "inbox_fragments_done",
             "opt_outs",
             "calls",
+            "compat_cursors",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
                 .execute(&self.pool)

@@ -1442,6 +1442,92 @@ async fn calls_inbox_cursor_and_dedupe_lookups(s: &Store) {
     assert!(s.part_reports(id).await.unwrap().is_empty());
 }
 
+/// The compatibility layers' persisted cursors only move forward, and the
+/// reports recorded after a cursor come back once each, in recording order,
+/// only for the layer's own rows.
+async fn compat_cursors_and_reports_after_them(s: &Store) {
+    use smsgw::store::{ReportCursor, ReportUpdate};
+    assert_eq!(s.cursor("gammu:inbox").await.unwrap(), None);
+    s.set_cursor("gammu:inbox", 7).await.unwrap();
+    s.set_cursor("gammu:inbox", 5).await.unwrap();
+    assert_eq!(
+        s.cursor("gammu:inbox").await.unwrap(),
+        Some(7),
+        "never back"
+    );
+    s.set_cursor("gammu:inbox", 9).await.unwrap();
+    assert_eq!(s.cursor("gammu:inbox").await.unwrap(), Some(9));
+    assert_eq!(s.cursor("smsserver:inbox").await.unwrap(), None);
+
+    let now = Utc::now();
+    let mut ids = vec![];
+    for (i, key) in ["smsserver:1:a", "gammu:2:b", "smsserver:3:c"]
+        .iter()
+        .enumerate()
+    {
+        let mut m = msg(&format!("+861380013800{i}"), "r");
+        m.dedupe_key = Some(key.to_string());
+        m.request_report = true;
+        let id = s.enqueue(&m).await.unwrap().id;
+        s.record_part(
+            id,
+            &PartRecord {
+                seq: 1,
+                total: 1,
+                modem: "m1".into(),
+                recipient: format!("+861380013800{i}"),
+                mr: Some(10 + i as u8),
+                submitted_at: now,
+                status: Delivery::Pending,
+            },
+        )
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    let none = s
+        .reports_after("smsserver:", ReportCursor::default(), 10)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "no report recorded yet: {none:?}");
+    // Reports come in for the third row, then the second (gammu's), then the first.
+    for i in [2usize, 1, 0] {
+        let r = ReportUpdate {
+            modem: "m1".into(),
+            mr: 10 + i as u8,
+            recipient: format!("+861380013800{i}"),
+            since: now - CDuration::hours(1),
+            tp_status: 0,
+            status: Delivery::Delivered,
+            report_at: now + CDuration::seconds(10 - i as i64),
+            discharge_at: now,
+        };
+        assert_eq!(s.apply_report(&r).await.unwrap(), Some(ids[i]));
+    }
+    let got = s
+        .reports_after("smsserver:", ReportCursor::default(), 10)
+        .await
+        .unwrap();
+    let keys: Vec<_> = got.iter().map(|r| r.dedupe_key.clone().unwrap()).collect();
+    assert_eq!(
+        keys,
+        ["smsserver:3:c", "smsserver:1:a"],
+        "oldest report first"
+    );
+    assert_eq!(got[0].report.part.status, Delivery::Delivered);
+    let rest = s
+        .reports_after("smsserver:", got[0].cursor, 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].dedupe_key.as_deref(), Some("smsserver:1:a"));
+    assert!(s
+        .reports_after("smsserver:", rest[0].cursor, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// Pickup without a poll: another system's INSERT wakes the store's watch within
 /// a fraction of a second on every backend (NOTIFY, data_version, id watermark),
 /// and an idle database wakes nothing.
@@ -1512,6 +1598,7 @@ macro_rules! conformance {
 
 conformance!(
     calls_inbox_cursor_and_dedupe_lookups,
+    compat_cursors_and_reports_after_them,
     inserts_by_another_system_wake_the_watch,
     outcomes_of_sends_finished_together_are_written_together,
     migrations_are_idempotent,

@@ -1,0 +1,11 @@
+-- How far each compatibility layer has copied smsgw's rows into another
+-- tool's tables (gammu's inbox, SMSServer's smsserver_in and smsserver_calls),
+-- so that a restart goes on from there: a row the other tool's reader has
+-- already processed and deleted is never copied again.
+CREATE TABLE compat_cursors (
+    name        TEXT PRIMARY KEY,
+    value       INTEGER NOT NULL
+);
+
+-- The SMSServer layer reads the reports recorded since its cursor.
+CREATE INDEX parts_report_at ON outbox_parts (report_at);
