@@ -23,10 +23,12 @@ pub enum Pools {
 /// How a tool stores its times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Times {
-    /// UTC, except PostgreSQL's `timestamp without time zone` in local time
-    /// (gammu: SQLite `datetime('now')`, MySQL `timestamp`, PostgreSQL
-    /// `LOCALTIMESTAMP`).
-    UtcButPostgres,
+    /// The machine's local time, except MySQL's `timestamp` columns, which
+    /// the server converts to and from the session's zone (UTC for smsgw).
+    /// gammu-smsd: SQLite `datetime('now', 'localtime')`, PostgreSQL
+    /// `LOCALTIMESTAMP` and `now()` into `timestamp without time zone`, MySQL
+    /// `NOW()` into `timestamp`.
+    LocalButMysql,
     /// The machine's local time on every backend (SMSServer's Java dates).
     Local,
 }
@@ -144,7 +146,7 @@ impl Foreign {
     fn local_times(&self) -> bool {
         match self.times {
             Times::Local => true,
-            Times::UtcButPostgres => self.is_pg(),
+            Times::LocalButMysql => !matches!(self.pool, Pools::Mysql(_)),
         }
     }
 

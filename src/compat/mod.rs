@@ -14,3 +14,123 @@
 pub mod db;
 pub mod gammu;
 pub mod smsserver;
+
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::warn;
+
+/// A layer's work: one pass over its tables at `now`. Every step of a pass
+/// is idempotent, so a pass cut short anywhere (an error, a kill) is finished
+/// by the next.
+pub trait Layer {
+    /// For the logs ("the gammu tables").
+    const NAME: &'static str;
+    fn pass(&mut self, now: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Runs `layer`'s passes every `poll` until `stop`. A failing pass is logged
+/// (at most once a minute while it keeps failing the same way) and tried
+/// again at the next poll: another tool's database being away never stops
+/// smsgw's own sending.
+pub async fn run<L: Layer>(
+    mut layer: L,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut last_error: Option<(String, Instant)> = None;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        match layer.pass(Utc::now()).await {
+            Ok(()) => last_error = None,
+            Err(e) => {
+                let msg = e.to_string();
+                let repeat = last_error
+                    .as_ref()
+                    .is_some_and(|(m, at)| *m == msg && at.elapsed() < Duration::from_secs(60));
+                if !repeat {
+                    warn!(error = %msg, transient = e.is_transient(), "{}: pass failed; trying again", L::NAME);
+                    last_error = Some((msg, Instant::now()));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// A walk through rows in id order, one batch per pass, that starts again
+/// from the first once a batch comes back short: every row is visited
+/// however many there are, and a pass reads at most one batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rotor {
+    pub after: i64,
+}
+
+impl Rotor {
+    /// After a batch of `got` rows (of `limit` asked) ending at `last`.
+    pub fn advance(&mut self, last: Option<i64>, got: usize, limit: u32) {
+        self.after = match last {
+            Some(id) if got >= limit as usize => id,
+            _ => 0,
+        };
+    }
+}
+
+/// A position in smsgw's own rows (inbox, calls) that a layer has copied up
+/// to, kept in `compat_cursors`: a restart goes on from it, so a row the other
+/// tool's reader has processed and deleted is never copied again.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    name: String,
+    pub value: i64,
+    stored: Option<i64>,
+}
+
+impl Saved {
+    /// The cursor `name`, or `first` for a layer that has never run.
+    pub async fn load(store: &Store, name: &str, first: i64) -> Result<Saved, StoreError> {
+        let stored = store.cursor(name).await?;
+        Ok(Saved {
+            name: name.to_string(),
+            value: stored.unwrap_or(first),
+            stored,
+        })
+    }
+
+    /// Whether the layer has never saved this cursor (its first run).
+    pub fn is_first(&self) -> bool {
+        self.stored.is_none()
+    }
+
+    /// Writes the cursor if it moved.
+    pub async fn save(&mut self, store: &Store) -> Result<(), StoreError> {
+        if self.stored != Some(self.value) {
+            store.set_cursor(&self.name, self.value).await?;
+            self.stored = Some(self.value);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rotor;
+
+    #[test]
+    fn the_rotor_visits_every_row_then_starts_again() {
+        let mut r = Rotor::default();
+        r.advance(Some(500), 500, 500);
+        assert_eq!(r.after, 500, "a full batch: go on after it");
+        r.advance(Some(730), 230, 500);
+        assert_eq!(r.after, 0, "a short batch: the end, start again");
+        r.advance(None, 0, 500);
+        assert_eq!(r.after, 0);
+    }
+}

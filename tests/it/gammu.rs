@@ -657,14 +657,16 @@ async fn unknown_gammu_schema_versions_are_refused() {
     };
     g.create_tables();
     smsgw::compat::gammu::sync::open(&g.url).await.unwrap();
-    for v in ["18", "16"] {
+    g.sql("UPDATE gammu SET Version = 18");
+    smsgw::compat::gammu::sync::open(&g.url).await.unwrap();
+    for v in ["19", "16"] {
         g.sql(&format!("UPDATE gammu SET Version = {v}"));
         let e = smsgw::compat::gammu::sync::open(&g.url)
             .await
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains(&format!("version {v}")) && e.contains("[17]"),
+            e.contains(&format!("version {v}")) && e.contains("[17, 18]"),
             "{e}"
         );
     }

@@ -3,16 +3,38 @@
 //! Kalkun's `id_folder` and `readed`) and nothing that creates or alters a
 //! table. Every column is read as text and parsed by the pure layer.
 //!
-//! Times: gammu's SQLite schema stores UTC (`datetime('now')`); MySQL's
-//! `timestamp` columns are read and written in UTC (sqlx's session zone);
-//! PostgreSQL's are `timestamp without time zone` in the server's local time
-//! (`LOCALTIMESTAMP`), converted with the machine's zone ([`Times::UtcButPostgres`]).
+//! Times: gammu-smsd writes and compares local time on SQLite
+//! (`datetime('now', 'localtime')`) and PostgreSQL (`timestamp without time
+//! zone`), converted here with the machine's zone; MySQL's `timestamp` columns
+//! are read and written in UTC, sqlx's session zone ([`Times::LocalButMysql`]).
+//! `InsertIntoDB` is kept as the column's own text: it is part of a row's
+//! dedupe key, which must not move when the machine's zone does.
 
-use super::{Awaiting, Entry, InboxItem, Part, Phone, SentItem};
+use super::{Awaiting, Entry, InboxItem, Part, Phone, Schema, SentItem};
 use crate::compat::db::{on_pool, Foreign, Pools, Times};
 use crate::store::sql::Dialect;
 use crate::store::Result;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+
+/// Which `outbox` rows a pass reads. smsgw's own lock (gammu's
+/// `SendingTimeOut`, [`LOCK_AHEAD`]) tells the two apart, so that rows smsgw
+/// holds for a later send never crowd new ones out of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slice {
+    /// Rows smsgw has not locked: to queue.
+    New { now: DateTime<Utc> },
+    /// Rows smsgw has locked, by `ID` after `after`: to write back.
+    Ours { now: DateTime<Utc>, after: i64 },
+}
+
+/// How far ahead smsgw sets `SendingTimeOut` on a row it has queued.
+pub const LOCK_AHEAD: Duration = Duration::days(365);
+/// A lock further ahead than this is smsgw's.
+pub const OURS: Duration = Duration::days(300);
+/// A lock at most this far ahead is a running gammu-smsd's (60 s while it
+/// sends, `RetryTimeout`, 600 s by default, between tries): such a row is
+/// left alone until it runs out, as gammu-smsd leaves it.
+pub const GAMMU_LOCK: Duration = Duration::minutes(15);
 
 /// gammu's database.
 pub type GammuDb = Foreign;
@@ -70,7 +92,7 @@ const SENT_COLS: [&str; 17] = [
 impl Foreign {
     /// Connects to gammu's database.
     pub async fn connect_gammu(url: &str) -> Result<GammuDb> {
-        Foreign::connect(url, Times::UtcButPostgres).await
+        Foreign::connect(url, Times::LocalButMysql).await
     }
 
     /// The schema version in the `gammu` table.
@@ -87,9 +109,44 @@ impl Foreign {
             .max())
     }
 
-    /// Up to `limit` outbox rows, oldest first, each with its multipart rows.
-    pub async fn outbox(&self, limit: u32) -> Result<Vec<Entry>> {
-        let cols: Vec<String> = OUTBOX_COLS
+    /// Which of schema 18's columns the tables have: each is probed with a
+    /// query that names it (an error means it is not there).
+    pub async fn schema(&self) -> Result<Schema> {
+        let has = |table: &'static str, col: &'static str| {
+            // SQLite reads a double-quoted name it does not know as a string:
+            // its brackets are never a string.
+            let name = match self.pool {
+                Pools::Sqlite(_) => format!("[{col}]"),
+                _ => self.c(col),
+            };
+            let sql = format!("SELECT {name} FROM {table} WHERE 1 = 0");
+            async move {
+                let r: std::result::Result<(), sqlx::Error> = on_pool!(self, p => {
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await.map(|_| ())
+                });
+                match r {
+                    Ok(()) => Ok(true),
+                    Err(sqlx::Error::Database(_)) => Ok(false),
+                    Err(e) => Err(crate::store::StoreError::from(e)),
+                }
+            }
+        };
+        Ok(Schema {
+            send_days: has("outbox", "SendDays").await?,
+            inbox_groups: has("inbox", "MessageID").await?
+                && has("inbox", "SequencePosition").await?
+                && has("inbox", "PartCount").await?,
+        })
+    }
+
+    /// Up to `limit` outbox rows of `slice`, oldest first, each with its
+    /// multipart rows.
+    pub async fn outbox(&self, slice: Slice, schema: &Schema, limit: u32) -> Result<Vec<Entry>> {
+        let mut names: Vec<&str> = OUTBOX_COLS.to_vec();
+        if schema.send_days {
+            names.push("SendDays");
+        }
+        let cols: Vec<String> = names
             .iter()
             .map(|c| {
                 if TIME_COLS.contains(c) {
@@ -99,15 +156,43 @@ impl Foreign {
                 }
             })
             .collect();
-        let sql = format!(
-            "SELECT {} FROM outbox ORDER BY {} LIMIT {limit}",
+        let lock = self.c("SendingTimeOut");
+        let t = self.time_in();
+        let (cond, times, after) = match slice {
+            // Not locked by a running gammu-smsd, and not smsgw's yet (or
+            // smsgw's lock is running out, or smsgw queued it and was killed
+            // before it could lock it: the dedupe key finds it).
+            Slice::New { now } => (
+                format!("({lock} IS NULL OR {lock} <= {t} OR ({lock} > {t} AND {lock} < {t}))"),
+                vec![now, now + GAMMU_LOCK, now + OURS],
+                None,
+            ),
+            Slice::Ours { now, after } => (
+                format!("{lock} >= {t} AND {} > ?", self.c("ID")),
+                vec![now + OURS],
+                Some(after),
+            ),
+        };
+        let sql = self.ph(&format!(
+            "SELECT {} FROM outbox WHERE {cond} ORDER BY {} LIMIT {limit}",
             cols.join(", "),
             self.c("ID")
-        );
+        ));
+        let times: Vec<String> = times
+            .iter()
+            .map(|t| self.time_out(&t.format("%Y-%m-%d %H:%M:%S").to_string()))
+            .collect();
         let rows: Vec<Vec<Option<String>>> = on_pool!(self, p => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for t in &times {
+                q = q.bind(t.clone());
+            }
+            if let Some(a) = after {
+                q = q.bind(a);
+            }
+            let rows = q.fetch_all(p).await?;
             rows.iter()
-                .map(|r| OUTBOX_COLS.iter().map(|c| DB::text(r, c).unwrap_or(None)).collect())
+                .map(|r| names.iter().map(|c| DB::text(r, c).unwrap_or(None)).collect())
                 .collect()
         });
         let mut out = Vec::with_capacity(rows.len());
@@ -119,6 +204,7 @@ impl Foreign {
             let mut e = Entry {
                 id,
                 insert_into_db: None,
+                inserted_at: None,
                 sending_datetime: None,
                 send_before: take(3),
                 send_after: take(4),
@@ -129,6 +215,7 @@ impl Foreign {
                 delivery_report: take(9),
                 creator_id: take(10),
                 priority: take(11),
+                send_days: if schema.send_days { take(17) } else { None },
                 parts: vec![Part {
                     seq: Some("1".into()),
                     text: take(12),
@@ -138,7 +225,8 @@ impl Foreign {
                     class: take(16),
                 }],
             };
-            e.insert_into_db = self.time_read(take(1));
+            e.insert_into_db = take(1);
+            e.inserted_at = self.time_read(e.insert_into_db.clone());
             e.sending_datetime = self.time_read(take(2));
             out.push(e);
         }
@@ -224,10 +312,13 @@ impl Foreign {
             vals.join(", ")
         ));
         for it in items {
+            // The writer's own InsertIntoDB, as it wrote it (a value that is
+            // not a time, such as MySQL's zero date, is replaced by the send).
             let inserted = it
                 .insert_into_db
                 .as_deref()
-                .map(|t| self.time_out(t))
+                .filter(|t| crate::store::ts::parse_time(t).is_some())
+                .map(str::to_string)
                 .unwrap_or_else(|| self.time_out(&it.sending_datetime));
             let sending = self.time_out(&it.sending_datetime);
             let sql = insert.clone();
@@ -255,19 +346,25 @@ impl Foreign {
             });
         }
         crate::failpoint::hit("gammu_before_delete");
-        for table in ["outbox_multipart", "outbox"] {
-            let sql = self.ph(&format!("DELETE FROM {table} WHERE {} = ?", self.c("ID")));
-            on_pool!(self, p => {
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(p).await?;
-            });
-        }
+        // In one transaction, the outbox row first: without transactions
+        // (gammu's MySQL tables are MyISAM) a crash between the two leaves
+        // parts without their message, which nothing sends, never a message
+        // without some of its parts.
+        let del = |table: &str| self.ph(&format!("DELETE FROM {table} WHERE {} = ?", self.c("ID")));
+        let (outbox, parts) = (del("outbox"), del("outbox_multipart"));
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sqlx::AssertSqlSafe(outbox)).bind(id).execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(parts)).bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// Copies an incoming message into `inbox`, unless a row with the same
     /// sender, time, text and phone is there (a copy repeated after a crash).
     /// Returns whether it wrote one.
-    pub async fn insert_inbox(&self, m: &InboxItem) -> Result<bool> {
+    pub async fn insert_inbox(&self, m: &InboxItem, schema: &Schema) -> Result<bool> {
         let c = |n| self.c(n);
         let received = self.time_out(&m.receiving_datetime);
         let exists = self.ph(&format!(
@@ -291,8 +388,22 @@ impl Foreign {
             return Ok(false);
         }
         let processed = if self.is_pg() { "false" } else { "'false'" };
+        // Schema 18: the whole message is one group of one part.
+        let (group_cols, group_vals) = if schema.inbox_groups {
+            (
+                format!(
+                    ", {}, {}, {}",
+                    c("MessageID"),
+                    c("SequencePosition"),
+                    c("PartCount")
+                ),
+                ", ?, 1, 1",
+            )
+        } else {
+            (String::new(), "")
+        };
         let insert = self.ph(&format!(
-            "INSERT INTO inbox ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}) VALUES ({}, ?, ?, ?, '', '', -1, ?, ?, {processed})",
+            "INSERT INTO inbox ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}{group_cols}) VALUES ({}, ?, ?, ?, '', '', -1, ?, ?, {processed}{group_vals})",
             c("ReceivingDateTime"),
             c("SenderNumber"),
             c("Coding"),
@@ -305,16 +416,19 @@ impl Foreign {
             c("Processed"),
             self.time_in()
         ));
+        let groups = schema.inbox_groups;
         on_pool!(self, p => {
-            sqlx::query(sqlx::AssertSqlSafe(insert))
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert))
                 .bind(received.clone())
                 .bind(m.sender.clone())
                 .bind(m.coding)
                 .bind(m.text.clone())
                 .bind(m.text_decoded.clone())
-                .bind(m.recipient_id.clone())
-                .execute(p)
-                .await?;
+                .bind(m.recipient_id.clone());
+            if groups {
+                q = q.bind(m.message_id);
+            }
+            q.execute(p).await?;
         });
         Ok(true)
     }
@@ -432,7 +546,7 @@ impl Foreign {
                 Some(Awaiting {
                     id: id?.trim().parse().ok()?,
                     seq: seq?.trim().parse().ok()?,
-                    insert_into_db: self.time_read(at),
+                    insert_into_db: at,
                 })
             })
             .collect())

@@ -16,12 +16,23 @@ pub mod sync;
 
 use crate::pdu::udh;
 use crate::store::{Delivery, NewMessage, OutboxRow, State};
-use chrono::{DateTime, Duration, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
-/// The schema versions this layer reads (gammu 1.42, as Debian ships it).
-/// Version 18 (gammu 1.44) adds `SendDays`, whose semantics are not verified
-/// here: such a database is refused rather than sent on the wrong days.
-pub const SUPPORTED_VERSIONS: &[i64] = &[17];
+/// The schema versions this layer reads: 17 (gammu 1.38 to 1.43; Debian
+/// ships 1.42) and 18 (gammu 1.44.0, 2026-08), which adds `outbox.SendDays`
+/// and the inbox grouping columns `MessageID`, `SequencePosition` and
+/// `PartCount`. The columns themselves are probed ([`Schema`]), so a
+/// database upgraded by hand is read by what it has.
+pub const SUPPORTED_VERSIONS: &[i64] = &[17, 18];
+
+/// The version-18 columns a database has.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    /// `outbox.SendDays`.
+    pub send_days: bool,
+    /// `inbox.MessageID`, `SequencePosition`, `PartCount`.
+    pub inbox_groups: bool,
+}
 
 /// Every column is read as text (NULL as `None`), so that any value another
 /// system can write is parsed here, in one place, and a bad one rejects its row.
@@ -40,8 +51,11 @@ pub struct Part {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
     pub id: i64,
-    /// UTC, `YYYY-MM-DD HH:MM:SS` (the SQL converts each backend's own time).
+    /// As the column holds it (the dedupe key, and written back unchanged).
     pub insert_into_db: Option<String>,
+    /// `InsertIntoDB` in UTC, `YYYY-MM-DD HH:MM:SS`, and the other times too
+    /// (the SQL layer converts each backend's own time).
+    pub inserted_at: Option<String>,
     pub sending_datetime: Option<String>,
     pub send_before: Option<String>,
     pub send_after: Option<String>,
@@ -52,6 +66,8 @@ pub struct Entry {
     pub delivery_report: Option<String>,
     pub creator_id: Option<String>,
     pub priority: Option<String>,
+    /// `SendDays` (schema 18), `None` where the column is absent.
+    pub send_days: Option<String>,
     /// The `outbox` row first, then `outbox_multipart` by `SequencePosition`.
     pub parts: Vec<Part>,
 }
@@ -215,6 +231,76 @@ fn in_window<Tz: TimeZone>(
         .unwrap_or(t)
 }
 
+/// `SendDays` (schema 18): the weekdays a row may be sent on, Monday first,
+/// or `None` for every day (NULL or empty). gammu 1.44's own documentation of
+/// the column was not available when this was written; smsgw reads the
+/// forms a writer would reach for and refuses anything else, so that a row is
+/// never sent on a day its writer did not mean:
+/// - day numbers as cron counts them, 1 Monday to 6 Saturday, 0 or 7 Sunday,
+///   run together (`12345`) or separated by commas, spaces or semicolons;
+/// - English day names or their first three letters (`Mon,Tue`), any case.
+pub fn weekdays(v: Option<&str>) -> Result<Option<[bool; 7]>, String> {
+    let Some(s) = v.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let bad =
+        || format!("SendDays {s:?} is not a list of weekdays (1-7 or 0 for Sunday, or Mon-Sun)");
+    let mut days = [false; 7];
+    for tok in s
+        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+    {
+        if tok.bytes().all(|b| b.is_ascii_digit()) {
+            for b in tok.bytes() {
+                let n = usize::from(b - b'0');
+                match n {
+                    0 | 7 => days[6] = true,
+                    1..=6 => days[n - 1] = true,
+                    _ => return Err(bad()),
+                }
+            }
+            continue;
+        }
+        let t = tok.to_ascii_lowercase();
+        let i = NAMES
+            .iter()
+            .position(|n| t.len() >= 3 && (t == *n || full_day_name(n).is_some_and(|f| f == t)))
+            .ok_or_else(bad)?;
+        days[i] = true;
+    }
+    if !days.contains(&true) {
+        return Err(bad());
+    }
+    Ok(Some(days))
+}
+
+fn full_day_name(short: &str) -> Option<&'static str> {
+    Some(match short {
+        "mon" => "monday",
+        "tue" => "tuesday",
+        "wed" => "wednesday",
+        "thu" => "thursday",
+        "fri" => "friday",
+        "sat" => "saturday",
+        "sun" => "sunday",
+        _ => return None,
+    })
+}
+
+/// The instant the local day after `local` begins in `tz`.
+fn next_local_midnight<Tz: TimeZone>(local: NaiveDateTime, tz: &Tz) -> Option<DateTime<Utc>> {
+    let day = local.date().succ_opt()?;
+    let start = day.and_hms_opt(0, 0, 0)?;
+    tz.from_local_datetime(&start)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(start + Duration::hours(1)))
+                .earliest()
+        })
+        .map(|d| d.with_timezone(&Utc))
+}
+
 /// Decides what a gammu row not yet in smsgw's outbox becomes. `now` is the
 /// daemon's clock, `tz` the zone of `SendBefore`/`SendAfter` (the machine's).
 pub fn pickup<Tz: TimeZone>(e: &Entry, now: DateTime<Utc>, tz: &Tz) -> Pickup {
@@ -255,7 +341,7 @@ fn translate<Tz: TimeZone>(
         let contiguous = seqs.iter().enumerate().all(|(i, s)| *s == i as i64 + 1);
         let complete = contiguous && want.is_none_or(|w| usize::from(w) == have);
         if !complete {
-            let inserted = time_utc("InsertIntoDB", e.insert_into_db.as_deref())?;
+            let inserted = time_utc("InsertIntoDB", e.inserted_at.as_deref())?;
             if inserted.is_some_and(|t| now - t < MISSING_PARTS_GRACE) {
                 return Ok(None);
             }
@@ -282,9 +368,20 @@ fn translate<Tz: TimeZone>(
     let at = time_utc("SendingDateTime", e.sending_datetime.as_deref())?;
     let after = time_of_day("SendAfter", e.send_after.as_deref())?;
     let before = time_of_day("SendBefore", e.send_before.as_deref())?;
+    let days = weekdays(e.send_days.as_deref())?;
     let mut send_at = at.unwrap_or(now).max(now);
-    if let (Some(a), Some(b)) = (after, before) {
-        send_at = in_window(send_at, a, b, tz);
+    // The window, then the day; a day moved to is entered at its midnight,
+    // so the window is applied again. Eight rounds reach any allowed day.
+    for _ in 0..8 {
+        if let (Some(a), Some(b)) = (after, before) {
+            send_at = in_window(send_at, a, b, tz);
+        }
+        let local = send_at.with_timezone(tz).naive_local();
+        let wd = local.weekday().num_days_from_monday() as usize;
+        match days {
+            Some(d) if !d[wd] => send_at = next_local_midnight(local, tz).unwrap_or(send_at),
+            _ => break,
+        }
     }
     let group = e
         .sender_id
@@ -504,10 +601,13 @@ pub struct InboxItem {
     pub text_decoded: String,
     /// The modem it came in on (gammu's PhoneID).
     pub recipient_id: String,
+    /// Schema 18's `MessageID`: smsgw's inbox id, one per whole message
+    /// (its `SequencePosition` and `PartCount` are 1).
+    pub message_id: i64,
 }
 
 /// The `inbox` row for a message smsgw recorded.
-pub fn inbox_item(m: &crate::store::InboxMessage) -> InboxItem {
+pub fn inbox_item(id: i64, m: &crate::store::InboxMessage) -> InboxItem {
     let gsm = crate::pdu::gsm7::septet_len(&m.body).is_some();
     InboxItem {
         receiving_datetime: utc_text(m.received_at),
@@ -520,6 +620,7 @@ pub fn inbox_item(m: &crate::store::InboxMessage) -> InboxItem {
         text: hex_ucs2(&m.body),
         text_decoded: m.body.clone(),
         recipient_id: m.modem.clone(),
+        message_id: id,
     }
 }
 
@@ -618,7 +719,8 @@ mod tests {
     fn entry(text: &str) -> Entry {
         Entry {
             id: 7,
-            insert_into_db: Some("2026-12-03 05:59:30".into()),
+            insert_into_db: Some("2026-12-03 13:59:30".into()),
+            inserted_at: Some("2026-12-03 05:59:30".into()),
             destination: Some("13800138000".into()),
             multipart: Some("FALSE".into()),
             parts: vec![Part {
@@ -645,7 +747,7 @@ mod tests {
             panic!()
         };
         assert_eq!(m.body.as_deref(), Some("hello"));
-        assert_eq!(m.dedupe_key.as_deref(), Some("gammu:7:20261203055930"));
+        assert_eq!(m.dedupe_key.as_deref(), Some("gammu:7:20261203135930"));
         assert!(!m.request_report && !m.flash);
         assert_eq!(m.send_at, Some(now()));
     }
@@ -711,7 +813,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(pickup(&e, now(), &Utc), Pickup::Wait);
-        e.insert_into_db = Some("2026-12-03 05:00:00".into());
+        e.inserted_at = Some("2026-12-03 05:00:00".into());
         assert!(reason(&e).contains("2 of its 3 parts"));
         // Complete: the writer's parts joined in order.
         e.parts.push(Part {

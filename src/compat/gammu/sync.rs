@@ -4,24 +4,23 @@
 //! step is idempotent (see the module above), so a crash anywhere is undone by
 //! the next pass, and two smsgw instances on one gammu database agree.
 
-use super::db::GammuDb;
+use super::db::{GammuDb, Slice, LOCK_AHEAD};
 use super::{
     awaiting_key, dedupe_key, delivery_update, inbox_item, phones, pickup, sent_items, Awaiting,
-    Pickup, SentPart, SUPPORTED_VERSIONS,
+    Pickup, Schema, SentPart, SUPPORTED_VERSIONS,
 };
+use crate::compat::{Layer, Rotor, Saved};
 use crate::modem::Fleet;
 use crate::store::{PartReport, Store, StoreError};
 use chrono::{DateTime, Duration, Local, Utc};
 use std::collections::{BTreeMap, HashMap};
-use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// Rows read from gammu's outbox per pass.
+/// Rows read from gammu's outbox per pass, in each slice.
 const BATCH: u32 = 500;
-/// How far back `sentitems` rows are watched for their delivery reports.
+/// How far back `sentitems` rows are watched for their delivery reports, and
+/// how far back a first run copies smsgw's inbox.
 const REPORT_WINDOW: Duration = Duration::days(3);
-/// How long gammu's `SendingTimeOut` lock is set ahead once smsgw has a row.
-const LOCK_AHEAD: Duration = Duration::days(365);
 
 /// Connects to gammu's database and checks its schema version.
 pub async fn open(url: &str) -> anyhow::Result<GammuDb> {
@@ -33,7 +32,7 @@ pub async fn open(url: &str) -> anyhow::Result<GammuDb> {
     match v {
         Some(v) if SUPPORTED_VERSIONS.contains(&v) => Ok(db),
         Some(v) => anyhow::bail!(
-            "gammu's tables are schema version {v}; smsgw reads version {SUPPORTED_VERSIONS:?} (gammu 1.42)"
+            "gammu's tables are schema version {v}; smsgw reads versions {SUPPORTED_VERSIONS:?} (gammu 1.42 and 1.44)"
         ),
         None => anyhow::bail!("the gammu table holds no schema version"),
     }
@@ -49,16 +48,45 @@ pub struct Pass {
     pub received: u32,
 }
 
-/// What the task remembers between passes: the last smsgw inbox row copied
-/// (after a restart, the last three days are looked at again, and what is
-/// already in gammu's inbox is recognised).
-#[derive(Debug, Default, Clone)]
-pub struct Cursor {
-    pub inbox_after: i64,
+/// The gammu layer: its connections and what it remembers between passes.
+pub struct Gammu {
+    pub store: Store,
+    pub db: GammuDb,
+    pub fleet: Fleet,
+    /// The last smsgw inbox row copied (kept in `compat_cursors`).
+    pub inbox: Saved,
+    /// Where the walk through smsgw's locked rows has got to.
+    pub ours: Rotor,
     /// Messages copied per modem since the start (`phones.Received`).
     pub received: HashMap<String, i64>,
     /// When the `phones` rows were last refreshed.
     pub phones_at: Option<DateTime<Utc>>,
+    /// Which schema-18 columns the tables have.
+    pub schema: Schema,
+}
+
+impl Gammu {
+    pub async fn new(store: Store, db: GammuDb, fleet: Fleet) -> Result<Gammu, StoreError> {
+        let inbox = Saved::load(&store, "gammu:inbox", 0).await?;
+        let schema = db.schema().await?;
+        Ok(Gammu {
+            schema,
+            store,
+            db,
+            fleet,
+            inbox,
+            ours: Rotor::default(),
+            received: HashMap::new(),
+            phones_at: None,
+        })
+    }
+}
+
+impl Layer for Gammu {
+    const NAME: &'static str = "the gammu tables";
+    async fn pass(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        pass(self, now).await.map(|_| ())
+    }
 }
 
 /// How often the `phones` rows are refreshed (gammu-smsd: every
@@ -79,17 +107,12 @@ fn sent_part(r: &PartReport) -> SentPart {
 }
 
 /// One pass over gammu's tables at `now`.
-pub async fn pass(
-    store: &Store,
-    db: &GammuDb,
-    fleet: &Fleet,
-    cursor: &mut Cursor,
-    now: DateTime<Utc>,
-) -> Result<Pass, StoreError> {
+pub async fn pass(g: &mut Gammu, now: DateTime<Utc>) -> Result<Pass, StoreError> {
     let mut done = Pass::default();
-    if cursor.phones_at.is_none_or(|t| now - t >= PHONES_EVERY) {
-        let statuses: Vec<_> = fleet.list().iter().map(|h| h.status()).collect();
-        for ph in phones(&statuses, &cursor.received, now, PHONES_EVERY) {
+    let (store, db) = (&g.store, &g.db);
+    if g.phones_at.is_none_or(|t| now - t >= PHONES_EVERY) {
+        let statuses: Vec<_> = g.fleet.list().iter().map(|h| h.status()).collect();
+        for ph in phones(&statuses, &g.received, now, PHONES_EVERY) {
             // A row gammu's table refuses (a column too short for it) must not
             // stop the outbox behind it.
             if let Err(e) = db.refresh_phone(&ph).await {
@@ -99,11 +122,10 @@ pub async fn pass(
                 warn!(modem = %ph.id, error = %e, "phones row not refreshed");
             }
         }
-        cursor.phones_at = Some(now);
+        g.phones_at = Some(now);
     }
-    for e in db.outbox(BATCH).await? {
-        let key = dedupe_key(&e);
-        match store.by_dedupe_key(&key).await? {
+    for e in db.outbox(Slice::New { now }, &g.schema, BATCH).await? {
+        match store.by_dedupe_key(&dedupe_key(&e)).await? {
             None => match pickup(&e, now, &Local) {
                 Pickup::Queue(m) => match store.enqueue(&m).await {
                     Ok(q) => {
@@ -116,40 +138,37 @@ pub async fn pass(
                     // A value smsgw's own table refuses (too long, a time out
                     // of range, a NUL): this row ends alone, the rest go on.
                     Err(err) => {
-                        warn!(gammu_id = e.id, reason = %err, "gammu outbox row rejected by smsgw's outbox: moved to sentitems with Status Error");
-                        if let Some(items) = sent_items(&e, None, &[], now) {
-                            db.write_back(e.id, &items).await?;
-                        }
+                        reject(db, &e, &err.to_string(), now, "smsgw's outbox refused it").await?;
                         done.rejected += 1;
                     }
                 },
                 Pickup::Wait => {}
                 Pickup::Reject(why) => {
-                    warn!(gammu_id = e.id, reason = %why, "gammu outbox row rejected: moved to sentitems with Status Error");
-                    if let Some(items) = sent_items(&e, None, &[], now) {
-                        db.write_back(e.id, &items).await?;
-                    }
+                    reject(db, &e, &why, now, "it cannot be sent").await?;
                     done.rejected += 1;
                 }
             },
+            // Queued by smsgw, which was killed before it locked the row.
             Some(row) => {
-                let parts: Vec<SentPart> = store
-                    .part_reports(row.id)
-                    .await?
-                    .iter()
-                    .map(sent_part)
-                    .collect();
-                if let Some(items) = sent_items(&e, Some(&row), &parts, now) {
-                    db.write_back(e.id, &items).await?;
-                    info!(
-                        gammu_id = e.id,
-                        id = row.id,
-                        state = row.state.as_str(),
-                        "gammu outcome written to sentitems"
-                    );
-                    done.written_back += 1;
-                }
+                db.stamp(e.id, now + LOCK_AHEAD).await?;
+                done.written_back += write_back(store, db, &e, &row, now).await?;
             }
+        }
+    }
+    let ours = db
+        .outbox(
+            Slice::Ours {
+                now,
+                after: g.ours.after,
+            },
+            &g.schema,
+            BATCH,
+        )
+        .await?;
+    g.ours.advance(ours.last().map(|e| e.id), ours.len(), BATCH);
+    for e in ours {
+        if let Some(row) = store.by_dedupe_key(&dedupe_key(&e)).await? {
+            done.written_back += write_back(store, db, &e, &row, now).await?;
         }
     }
     let mut by_key: BTreeMap<String, Vec<Awaiting>> = BTreeMap::new();
@@ -171,14 +190,19 @@ pub async fn pass(
             }
         }
     }
+    let since = if g.inbox.is_first() {
+        now - REPORT_WINDOW
+    } else {
+        DateTime::<Utc>::UNIX_EPOCH
+    };
     for (id, m) in store
-        .inbox_after(cursor.inbox_after, now - REPORT_WINDOW, i64::from(BATCH))
+        .inbox_after(g.inbox.value, since, i64::from(BATCH))
         .await?
     {
-        match db.insert_inbox(&inbox_item(&m)).await {
+        match db.insert_inbox(&inbox_item(id, &m), &g.schema).await {
             Ok(true) => {
                 info!(id, "incoming message copied to gammu's inbox");
-                *cursor.received.entry(m.modem.clone()).or_default() += 1;
+                *g.received.entry(m.modem.clone()).or_default() += 1;
                 done.received += 1;
             }
             Ok(false) => {}
@@ -187,43 +211,52 @@ pub async fn pass(
             // in smsgw's own inbox, and the messages after it go on.
             Err(e) => warn!(id, error = %e, "incoming message not copied to gammu's inbox"),
         }
-        cursor.inbox_after = id;
+        g.inbox.value = id;
     }
+    g.inbox.save(store).await?;
     Ok(done)
 }
 
-/// Runs passes every `poll` until `stop`. A failing pass is logged (at most
-/// once a minute while it keeps failing the same way) and tried again at the
-/// next poll: gammu's database being away never stops smsgw's own sending.
-pub async fn run(
-    store: Store,
-    db: GammuDb,
-    fleet: Fleet,
-    poll: std::time::Duration,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let mut last_error: Option<(String, std::time::Instant)> = None;
-    let mut cursor = Cursor::default();
-    loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        match pass(&store, &db, &fleet, &mut cursor, Utc::now()).await {
-            Ok(_) => last_error = None,
-            Err(e) => {
-                let msg = e.to_string();
-                let repeat = last_error.as_ref().is_some_and(|(m, at)| {
-                    *m == msg && at.elapsed() < std::time::Duration::from_secs(60)
-                });
-                if !repeat {
-                    warn!(error = %msg, transient = e.is_transient(), "gammu tables: pass failed; trying again");
-                    last_error = Some((msg, std::time::Instant::now()));
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = stop.changed() => {}
-        }
+/// A row that will not be sent goes where gammu puts it: `sentitems` with
+/// `Status = 'Error'`, its `outbox` rows deleted.
+async fn reject(
+    db: &GammuDb,
+    e: &super::Entry,
+    why: &str,
+    now: DateTime<Utc>,
+    because: &str,
+) -> Result<(), StoreError> {
+    warn!(gammu_id = e.id, reason = %why, "gammu outbox row rejected ({because}): moved to sentitems with Status Error");
+    if let Some(items) = sent_items(e, None, &[], now) {
+        db.write_back(e.id, &items).await?;
     }
+    Ok(())
+}
+
+/// Writes the outcome of a row smsgw has, once it is final; returns 1 if it
+/// wrote one.
+async fn write_back(
+    store: &Store,
+    db: &GammuDb,
+    e: &super::Entry,
+    row: &crate::store::OutboxRow,
+    now: DateTime<Utc>,
+) -> Result<u32, StoreError> {
+    let parts: Vec<SentPart> = store
+        .part_reports(row.id)
+        .await?
+        .iter()
+        .map(sent_part)
+        .collect();
+    let Some(items) = sent_items(e, Some(row), &parts, now) else {
+        return Ok(0);
+    };
+    db.write_back(e.id, &items).await?;
+    info!(
+        gammu_id = e.id,
+        id = row.id,
+        state = row.state.as_str(),
+        "gammu outcome written to sentitems"
+    );
+    Ok(1)
 }

@@ -6,7 +6,6 @@ use super::{CallRow, InRow, OutRow, Outcome};
 use crate::compat::db::{on_pool, Foreign, Times};
 use crate::store::sql::Dialect;
 use crate::store::Result;
-use chrono::{DateTime, Utc};
 
 const OUT_COLS: [&str; 11] = [
     "id",
@@ -49,13 +48,9 @@ impl Foreign {
         )
     }
 
-    async fn out_rows(&self, sql: String, bind: Option<String>) -> Result<Vec<OutRow>> {
+    async fn out_rows(&self, sql: String, after: i64) -> Result<Vec<OutRow>> {
         let rows: Vec<Vec<Option<String>>> = on_pool!(self, p => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(b) = bind {
-                q = q.bind(b);
-            }
-            let rows = q.fetch_all(p).await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).fetch_all(p).await?;
             rows.iter()
                 .map(|r| OUT_COLS.iter().map(|c| DB::text(r, c).unwrap_or(None)).collect())
                 .collect()
@@ -73,7 +68,9 @@ impl Foreign {
                     status_report: t(4),
                     flash_sms: t(5),
                     priority: t(6),
-                    create_date: self.time_read(t(7)),
+                    // As the column holds it: the dedupe key must not move
+                    // when the machine's zone does.
+                    create_date: t(7),
                     gateway_id: t(8),
                     status: t(9),
                     sent_date: self.time_read(t(10)),
@@ -82,21 +79,17 @@ impl Foreign {
             .collect())
     }
 
-    /// Rows waiting to be queued (`U`) or for their outcome (`Q`), oldest first.
-    pub async fn smsserver_pending(&self, limit: u32) -> Result<Vec<OutRow>> {
-        let sql = self.out_rows_sql("status IN ('U', 'Q')", limit);
-        self.out_rows(sql, None).await
-    }
-
-    /// Sent rows that asked for a status report, sent since `since`.
-    pub async fn smsserver_reporting(&self, since: DateTime<Utc>) -> Result<Vec<OutRow>> {
-        let cond = format!(
-            "status = 'S' AND status_report = 1 AND sent_date >= {}",
-            self.time_in()
-        );
-        let sql = self.ph(&self.out_rows_sql(&cond, 1000));
-        let since = self.time_out(&since.format("%Y-%m-%d %H:%M:%S").to_string());
-        self.out_rows(sql, Some(since)).await
+    /// Up to `limit` rows in `status` (`U` to queue, `Q` waiting for their
+    /// outcome) with an id after `after`, oldest first. The two are read
+    /// apart so that rows smsgw holds for later never crowd out new ones.
+    pub async fn smsserver_rows(
+        &self,
+        status: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutRow>> {
+        let sql = self.ph(&self.out_rows_sql(&format!("status = '{status}' AND id > ?"), limit));
+        self.out_rows(sql, after).await
     }
 
     /// `U` -> `Q`: smsgw has the row.

@@ -5,30 +5,59 @@
 
 use super::db::SmsServerDb;
 use super::{call, dedupe_key, inbound, outcome, pickup, status_report, Outcome};
-use crate::store::{Store, StoreError};
+use crate::compat::{Layer, Rotor, Saved};
+use crate::store::{ReportCursor, Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 const BATCH: u32 = 500;
-/// How far back sent rows are watched for their status reports, and incoming
-/// messages are looked at again after a restart.
+/// How far back a first run copies smsgw's incoming messages and reports.
 const WINDOW: Duration = Duration::days(3);
 
 /// Connects and checks that SMSServer's three tables are there.
 pub async fn open(url: &str) -> anyhow::Result<SmsServerDb> {
     let db = SmsServerDb::connect_smsserver(url).await?;
-    db.smsserver_pending(1)
+    db.smsserver_rows("U", 0, 1)
         .await
         .map_err(|e| anyhow::anyhow!("reading smsserver_out: {e}"))?;
     Ok(db)
 }
 
-/// What the task remembers between passes.
-#[derive(Debug, Default, Clone)]
-pub struct Cursor {
-    pub inbox_after: i64,
-    pub calls_after: i64,
+/// The SMSServer layer: its connections and what it remembers between passes.
+pub struct SmsServer {
+    pub store: Store,
+    pub db: SmsServerDb,
+    /// The last smsgw inbox row and call copied, and the last report
+    /// (its time in microseconds, then its part id): kept in `compat_cursors`.
+    pub inbox: Saved,
+    pub calls: Saved,
+    pub report_at: Saved,
+    pub report_part: Saved,
+    /// Where the walk through the `Q` rows has got to.
+    pub queued: Rotor,
+}
+
+impl SmsServer {
+    pub async fn new(store: Store, db: SmsServerDb) -> Result<SmsServer, StoreError> {
+        // A first run copies nothing older than WINDOW: the reports before it.
+        let first = (Utc::now() - WINDOW).timestamp_micros();
+        Ok(SmsServer {
+            inbox: Saved::load(&store, "smsserver:inbox", 0).await?,
+            calls: Saved::load(&store, "smsserver:calls", 0).await?,
+            report_at: Saved::load(&store, "smsserver:report_at", first).await?,
+            report_part: Saved::load(&store, "smsserver:report_part", 0).await?,
+            queued: Rotor::default(),
+            store,
+            db,
+        })
+    }
+}
+
+impl Layer for SmsServer {
+    const NAME: &'static str = "the SMSServer tables";
+    async fn pass(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        pass(self, now).await.map(|_| ())
+    }
 }
 
 /// What one pass did.
@@ -41,14 +70,18 @@ pub struct Pass {
     pub calls: u32,
 }
 
-pub async fn pass(
-    store: &Store,
-    db: &SmsServerDb,
-    cursor: &mut Cursor,
-    now: DateTime<Utc>,
-) -> Result<Pass, StoreError> {
+/// A row that ends without being sent.
+const FAILED: Outcome = Outcome {
+    status: "F",
+    sent_date: None,
+    ref_no: None,
+    errors: 1,
+};
+
+pub async fn pass(l: &mut SmsServer, now: DateTime<Utc>) -> Result<Pass, StoreError> {
     let mut done = Pass::default();
-    for r in db.smsserver_pending(BATCH).await? {
+    let (store, db) = (&l.store, &l.db);
+    for r in db.smsserver_rows("U", 0, BATCH).await? {
         match store.by_dedupe_key(&dedupe_key(&r)).await? {
             None => match pickup(&r) {
                 Ok(m) => match store.enqueue(&m).await {
@@ -62,66 +95,61 @@ pub async fn pass(
                     // A value smsgw's own table refuses: this row fails alone.
                     Err(e) => {
                         warn!(smsserver_id = r.id, reason = %e, "smsserver_out row failed (F): smsgw's outbox refused it");
-                        let o = Outcome {
-                            status: "F",
-                            sent_date: None,
-                            ref_no: None,
-                            errors: 1,
-                        };
-                        db.smsserver_outcome(r.id, &o).await?;
+                        db.smsserver_outcome(r.id, &FAILED).await?;
                         done.finished += 1;
                     }
                 },
                 Err(why) => {
                     warn!(smsserver_id = r.id, reason = %why, "smsserver_out row failed (F) without being sent");
-                    let o = Outcome {
-                        status: "F",
-                        sent_date: None,
-                        ref_no: None,
-                        errors: 1,
-                    };
-                    db.smsserver_outcome(r.id, &o).await?;
+                    db.smsserver_outcome(r.id, &FAILED).await?;
                     done.finished += 1;
                 }
             },
+            // Queued by smsgw, which was killed before it marked the row Q.
             Some(row) => {
-                if r.status.as_deref() == Some("U") {
-                    db.smsserver_queued(r.id).await?;
-                }
-                let parts = store.part_reports(row.id).await?;
-                if let Some(o) = outcome(&row, &parts) {
-                    db.smsserver_outcome(r.id, &o).await?;
-                    info!(
-                        smsserver_id = r.id,
-                        id = row.id,
-                        status = o.status,
-                        "smsserver_out outcome written"
-                    );
-                    done.finished += 1;
-                }
+                db.smsserver_queued(r.id).await?;
+                done.finished += finish(store, db, r.id, &row).await?;
             }
         }
     }
-    for r in db.smsserver_reporting(now - WINDOW).await? {
-        let Some(row) = store.by_dedupe_key(&dedupe_key(&r)).await? else {
-            continue;
-        };
-        let recipient = r.recipient.clone().unwrap_or_default();
-        for p in store.part_reports(row.id).await? {
-            if let Some(s) = status_report(&recipient, &p) {
-                match db.smsserver_insert_in(&s).await {
-                    Ok(true) => done.reports += 1,
-                    Ok(false) => {}
-                    Err(e) if e.is_transient() => return Err(e),
-                    Err(e) => {
-                        warn!(smsserver_id = r.id, error = %e, "status report not copied to smsserver_in")
-                    }
+    let queued = db.smsserver_rows("Q", l.queued.after, BATCH).await?;
+    l.queued
+        .advance(queued.last().map(|r| r.id), queued.len(), BATCH);
+    for r in queued {
+        if let Some(row) = store.by_dedupe_key(&dedupe_key(&r)).await? {
+            done.finished += finish(store, db, r.id, &row).await?;
+        }
+    }
+    let after = ReportCursor {
+        at: DateTime::from_timestamp_micros(l.report_at.value).unwrap_or_default(),
+        part_id: l.report_part.value,
+    };
+    for r in store
+        .reports_after("smsserver:", after, i64::from(BATCH))
+        .await?
+    {
+        if let Some(s) = status_report(&r.report.part.recipient, &r.report) {
+            match db.smsserver_insert_in(&s).await {
+                Ok(true) => done.reports += 1,
+                Ok(false) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    warn!(key = ?r.dedupe_key, error = %e, "status report not copied to smsserver_in")
                 }
             }
         }
+        // The pair moves together: the time, then the part id within it
+        // (which may go down from one time to the next).
+        l.report_at.value = r.cursor.at.timestamp_micros();
+        l.report_part.value = r.cursor.part_id;
     }
+    let since = if l.inbox.is_first() {
+        now - WINDOW
+    } else {
+        DateTime::<Utc>::UNIX_EPOCH
+    };
     for (id, m) in store
-        .inbox_after(cursor.inbox_after, now - WINDOW, i64::from(BATCH))
+        .inbox_after(l.inbox.value, since, i64::from(BATCH))
         .await?
     {
         match db.smsserver_insert_in(&inbound(&m, now)).await {
@@ -130,53 +158,46 @@ pub async fn pass(
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => warn!(id, error = %e, "incoming message not copied to smsserver_in"),
         }
-        cursor.inbox_after = id;
+        l.inbox.value = id;
     }
-    for (id, c) in store
-        .calls_after(cursor.calls_after, i64::from(BATCH))
-        .await?
-    {
+    for (id, c) in store.calls_after(l.calls.value, i64::from(BATCH)).await? {
         match db.smsserver_insert_call(&call(&c)).await {
             Ok(true) => done.calls += 1,
             Ok(false) => {}
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => warn!(id, error = %e, "call not copied to smsserver_calls"),
         }
-        cursor.calls_after = id;
+        l.calls.value = id;
+    }
+    for c in [
+        &mut l.inbox,
+        &mut l.calls,
+        &mut l.report_at,
+        &mut l.report_part,
+    ] {
+        c.save(store).await?;
     }
     Ok(done)
 }
 
-/// Runs passes every `poll` until `stop`; a failing pass is logged (once a
-/// minute while it fails the same way) and tried again.
-pub async fn run(
-    store: Store,
-    db: SmsServerDb,
-    poll: std::time::Duration,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let mut last_error: Option<(String, std::time::Instant)> = None;
-    let mut cursor = Cursor::default();
-    loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        match pass(&store, &db, &mut cursor, Utc::now()).await {
-            Ok(_) => last_error = None,
-            Err(e) => {
-                let msg = e.to_string();
-                let repeat = last_error.as_ref().is_some_and(|(m, at)| {
-                    *m == msg && at.elapsed() < std::time::Duration::from_secs(60)
-                });
-                if !repeat {
-                    warn!(error = %msg, "SMSServer tables: pass failed; trying again");
-                    last_error = Some((msg, std::time::Instant::now()));
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = stop.changed() => {}
-        }
-    }
+/// Writes the outcome of a row smsgw has, once it is final; returns 1 if it
+/// wrote one.
+async fn finish(
+    store: &Store,
+    db: &SmsServerDb,
+    id: i64,
+    row: &crate::store::OutboxRow,
+) -> Result<u32, StoreError> {
+    let parts = store.part_reports(row.id).await?;
+    let Some(o) = outcome(row, &parts) else {
+        return Ok(0);
+    };
+    db.smsserver_outcome(id, &o).await?;
+    info!(
+        smsserver_id = id,
+        id = row.id,
+        status = o.status,
+        "smsserver_out outcome written"
+    );
+    Ok(1)
 }
