@@ -619,6 +619,184 @@ async fn kills_at_each_step_lose_and_repeat_nothing(backend: &'static str) {
     drop_all(backend, drops).await;
 }
 
+/// Schema 18 (gammu 1.44), upgraded from Debian's 17 as gammu's release
+/// notes say: 600 rows held for tomorrow stand in front of new ones, which go
+/// out at once; `SendDays` holds a row for its day; an incoming message gets
+/// its grouping columns; a message the reader has processed and deleted is
+/// not copied again after a restart. On SQLite the daemon runs in China's
+/// zone, and a row due at gammu's local "now" goes out now (read as UTC it
+/// would wait eight hours).
+async fn held_rows_send_days_and_local_time(backend: &'static str) {
+    use chrono::{Datelike, Duration as CDuration, FixedOffset, Utc};
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let Some((url, g, drops)) = setup(backend, d).await else {
+        return;
+    };
+    g.create_tables();
+    let q = |c: &str| match backend {
+        "mysql" => format!("`{c}`"),
+        _ => format!("\"{c}\""),
+    };
+    let text = if backend == "mysql" {
+        "VARCHAR(64)"
+    } else {
+        "TEXT"
+    };
+    g.sql(&format!(
+        "ALTER TABLE outbox ADD COLUMN {} {text}",
+        q("SendDays")
+    ));
+    for c in ["MessageID", "SequencePosition", "PartCount"] {
+        g.sql(&format!(
+            "ALTER TABLE inbox ADD COLUMN {} INTEGER NOT NULL DEFAULT 0",
+            q(c)
+        ));
+    }
+    g.sql(&format!("UPDATE gammu SET {} = 18", q("Version")));
+    // The daemon's zone: China's on SQLite (gammu writes local time there).
+    let zone = if backend == "sqlite" { 8 } else { 0 };
+    let local =
+        |t: chrono::DateTime<Utc>| t.with_timezone(&FixedOffset::east_opt(zone * 3600).unwrap());
+    let at = |t: chrono::DateTime<Utc>| local(t).format("'%Y-%m-%d %H:%M:%S'").to_string();
+    let now = Utc::now();
+    let tomorrow = at(now + CDuration::days(1));
+    let held: Vec<String> = (0..600)
+        .map(|i| format!("('1390000{i:04}', 'held {i}', {tomorrow}, 't')"))
+        .collect();
+    g.sql(&format!(
+        "INSERT INTO outbox ({}, {}, {}, {}) VALUES {}",
+        q("DestinationNumber"),
+        q("TextDecoded"),
+        q("SendingDateTime"),
+        q("CreatorID"),
+        held.join(", ")
+    ));
+    // gammu's "now" in its own zone, a row for today, one for two days on.
+    let cron = |t: chrono::DateTime<Utc>| (local(t).weekday().num_days_from_sunday()).to_string();
+    for (to, when, days) in [
+        ("13800138100", at(now), "NULL".to_string()),
+        ("13800138101", at(now), format!("'{}'", cron(now))),
+        (
+            "13800138102",
+            at(now),
+            format!("'{}'", cron(now + CDuration::days(2))),
+        ),
+    ] {
+        g.sql(&format!(
+            "INSERT INTO outbox ({}, {}, {}, {}, {}) VALUES ('{to}', 'due', {when}, {days}, 't')",
+            q("DestinationNumber"),
+            q("TextDecoded"),
+            q("SendingDateTime"),
+            q("SendDays"),
+            q("CreatorID"),
+        ));
+    }
+    let mut sims = Reap(vec![sim(d, "s1", &[])]);
+    let cfg = write_config(d, &url, &g, &["s1"]);
+    let log = cfg.with_extension("log");
+    let tz = if backend == "sqlite" {
+        vec![("TZ", "Asia/Shanghai")]
+    } else {
+        vec![]
+    };
+    let mut daemon = Reap(vec![super::restart::daemon(&cfg, &log, &tz)]);
+    let sent = |n: &str| records(d).iter().filter(|r| r.to.ends_with(n)).count();
+    wait_for("the due rows behind 600 held ones sent", 40, &log, || {
+        sent("13800138100") == 1 && sent("13800138101") == 1
+    })
+    .await;
+    // sentitems in gammu's own zone.
+    let dest = q("DestinationNumber");
+    wait_for("the outcome on sentitems", 20, &log, || {
+        g.sql(&format!(
+            "SELECT COUNT(*) FROM sentitems WHERE {dest} = '13800138100'"
+        )) == ["1"]
+    })
+    .await;
+    let when = g.sql(&format!(
+        "SELECT {} FROM sentitems WHERE {dest} = '13800138100'",
+        q("SendingDateTime")
+    ));
+    let written = chrono::NaiveDateTime::parse_from_str(&when[0], "%Y-%m-%d %H:%M:%S")
+        .unwrap_or_else(|e| panic!("{when:?}: {e}"));
+    let off = (written - local(Utc::now()).naive_local())
+        .num_seconds()
+        .abs();
+    assert!(
+        off < 120,
+        "sentitems SendingDateTime {when:?} is {off} s from gammu's local now"
+    );
+    // Held: for tomorrow, and for its day.
+    assert_eq!(sent("13800138102"), 0);
+    assert_eq!(records(d).len(), 2, "only the due rows went out");
+    assert_eq!(
+        g.sql("SELECT COUNT(*) FROM outbox"),
+        ["601"],
+        "held rows stay in gammu's outbox until they are sent"
+    );
+    // An incoming message: one row, grouped as one part of its own.
+    writeln!(
+        sims.0[0].stdin.as_mut().unwrap(),
+        "incoming +8613912345678 明天上午九点到"
+    )
+    .unwrap();
+    let groups = || {
+        g.sql(&format!(
+            "SELECT {}, {}, {} FROM inbox",
+            q("MessageID"),
+            q("SequencePosition"),
+            q("PartCount")
+        ))
+    };
+    wait_for("the incoming message in gammu's inbox", 30, &log, || {
+        groups().len() == 1
+    })
+    .await;
+    let row = groups();
+    let mid: i64 = row[0].split('|').next().unwrap().parse().unwrap();
+    assert!(mid > 0 && row[0].ends_with("|1|1"), "{row:?}");
+    // The reader processes and deletes it; a restart does not copy it back.
+    g.sql("DELETE FROM inbox");
+    for c in daemon.0.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    daemon.0.clear();
+    daemon.0.push(super::restart::daemon(&cfg, &log, &tz));
+    writeln!(
+        sims.0[0].stdin.as_mut().unwrap(),
+        "incoming +8613912345678 收到"
+    )
+    .unwrap();
+    wait_for(
+        "the next incoming message in gammu's inbox",
+        30,
+        &log,
+        || !groups().is_empty(),
+    )
+    .await;
+    let texts = g.sql(&format!("SELECT {} FROM inbox", q("TextDecoded")));
+    assert_eq!(texts, ["收到"], "the deleted message came back");
+    drop(daemon);
+    drop(sims);
+    drop_all(backend, drops).await;
+}
+
+#[tokio::test]
+async fn gammu_sqlite_held_rows_send_days_and_local_time() {
+    held_rows_send_days_and_local_time("sqlite").await
+}
+#[tokio::test]
+async fn gammu_postgres_held_rows_send_days_and_local_time() {
+    held_rows_send_days_and_local_time("postgres").await
+}
+#[tokio::test]
+async fn gammu_mysql_held_rows_send_days_and_local_time() {
+    held_rows_send_days_and_local_time("mysql").await
+}
+
 #[tokio::test]
 async fn gammu_sqlite_sent_once_with_outcomes_as_gammu_writes_them() {
     sent_once_with_outcomes_as_gammu_writes_them("sqlite").await

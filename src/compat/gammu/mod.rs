@@ -831,6 +831,56 @@ mod tests {
     }
 
     #[test]
+    fn send_days_are_read_in_every_plain_form_and_nothing_else() {
+        let mon_wed = Some([true, false, true, false, false, false, false]);
+        for v in [
+            "13",
+            "1,3",
+            "1 3",
+            "3;1",
+            "Mon,Wed",
+            "monday wednesday",
+            "WED mon",
+        ] {
+            assert_eq!(weekdays(Some(v)), Ok(mon_wed), "{v}");
+        }
+        let sunday = Some([false, false, false, false, false, false, true]);
+        assert_eq!(weekdays(Some("0")), Ok(sunday));
+        assert_eq!(weekdays(Some("7")), Ok(sunday));
+        assert_eq!(weekdays(Some("  ")), Ok(None));
+        assert_eq!(weekdays(None), Ok(None));
+        for bad in ["8", "Mo", "weekdays", "1-5", ",", "-1", "١"] {
+            assert!(weekdays(Some(bad)).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn send_days_move_the_send_to_an_allowed_day_inside_the_window() {
+        // 2026-12-03 06:00 UTC is a Thursday, 14:00 in UTC+8.
+        let cn = FixedOffset::east_opt(8 * 3600).unwrap();
+        let mut e = entry("x");
+        e.send_days = Some("4".into());
+        let Pickup::Queue(m) = pickup(&e, now(), &cn) else {
+            panic!()
+        };
+        assert_eq!(m.send_at, Some(now()), "Thursday is allowed");
+        // Saturday only, between 09:00 and 10:00 local.
+        e.send_days = Some("6".into());
+        e.send_after = Some("09:00:00".into());
+        e.send_before = Some("10:00:00".into());
+        let Pickup::Queue(m) = pickup(&e, now(), &cn) else {
+            panic!()
+        };
+        assert_eq!(
+            m.send_at.unwrap(),
+            "2026-12-05T01:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+            "Saturday 09:00 in UTC+8"
+        );
+        e.send_days = Some("someday".into());
+        assert!(reason(&e).contains("SendDays"));
+    }
+
+    #[test]
     fn send_after_and_before_move_the_send_into_the_window() {
         let cn = FixedOffset::east_opt(8 * 3600).unwrap();
         let mut e = entry("x");
