@@ -39,7 +39,8 @@
 //!   `gammu/db.rs` (its tables' SQL on each backend), `gammu/sync.rs` (the
 //!   task that keeps them in step with smsgw's outbox); `smsserver/` the same
 //!   three files for SMSLib SMSServer's tables; `db.rs` another tool's
-//!   database on any backend.
+//!   database on any backend; `mod.rs` the run loop both layers share and
+//!   the cursors they keep.
 //! - [`daemon`]: wiring and supervision of every task; systemd
 //!   READY/STATUS/WATCHDOG; SIGHUP's modem list; the ordered stop.
 //! - [`hooks`]: programs run after a commit (gammu's RunOnReceive, RunOnSent,

@@ -7,7 +7,11 @@
 //!
 //! - [`db`]: another tool's database on any backend (pools, quoting, times).
 //! - [`gammu`]: gammu-smsd's SQL tables (`outbox`, `outbox_multipart`,
-//!   `sentitems`, `inbox`, `phones`), schema version 17.
+//!   `sentitems`, `inbox`, `phones`), schema versions 17 and 18.
+//!
+//! Here: [`Layer`] and [`run`], the one loop both layers run in; [`Rotor`],
+//! the walk through rows a layer holds, a batch per pass; [`Saved`], a cursor
+//! into smsgw's own rows kept in `compat_cursors`.
 //! - [`smsserver`]: SMSLib SMSServer's (金笛's) `smsserver_out`, `smsserver_in`
 //!   and `smsserver_calls`.
 
