@@ -653,7 +653,7 @@ fn sim_run(a: SimArgs) -> anyhow::Result<ExitCode> {
                             let parts = crate::pdu::plan(t, crate::pdu::Encoding::Auto, false, 255).map(|p| p.parts.len()).unwrap_or(1);
                             h.control(Control::IncomingLosing { from: n.into(), text: t.into(), lost: vec![parts] });
                         }
-                        ("ring", Some(n), _) => h.control(Control::Ring(unescape(n))),
+                        ("ring", Some(n), r) => h.control(Control::Ring(unescape(n), r.and_then(|r| r.trim().parse().ok()))),
                         ("hang", ..) => h.control(Control::Hang(true)),
                         ("unhang", ..) => h.control(Control::Hang(false)),
                         ("unplug", Some(s), _) => h.control(Control::Unplug(std::time::Duration::from_secs_f64(s.parse().unwrap_or(1.0)))),

@@ -8,6 +8,7 @@
 //! health. A port that vanishes (read returns 0 or an error) or a modem that keeps
 //! timing out ends the session; the actor reopens it, and the other modems never notice.
 
+use super::call;
 use super::vendor::{self, Vendor};
 use super::{
     FlowControl, ModemConfig, ModemEvent, ModemHandle, ModemInfo, ModemState, ModemStatus,
@@ -131,7 +132,7 @@ struct Session {
     /// Boot lines came while the session started: the modem just powered up.
     saw_boot: bool,
     /// The call ringing now, if any.
-    call: Option<Ringing>,
+    call: Option<call::Ringing>,
     /// An `AT+CPIN=` is on the wire, or timed out with its echo maybe still to
     /// come: the raw input trace shows only byte counts, since a read may split
     /// the echoed PIN where [`redact`] cannot see it. Cleared by the next answer.
@@ -986,45 +987,24 @@ impl Actor {
         Ok(())
     }
 
-    /// One line of an incoming call. The call is reported once: at its first
-    /// `+CLIP` (the caller), or at its second `RING` without one; then hung up
-    /// if configured (`AT+CHUP`, else `ATH`).
+    /// One line of an incoming call: recorded once ([`call::on_line`]
+    /// decides when), then hung up if configured (`AT+CHUP`, else `ATH`).
     async fn on_call_line(&mut self, s: &mut Session, line: &str) -> Result<(), Lost> {
         let Some(l) = parse::call_line(line) else {
             return Ok(());
         };
-        let now = Instant::now();
-        if s.call.as_ref().is_some_and(|c| now - c.last > CALL_GAP) {
-            s.call = None;
-        }
-        if l == parse::CallLine::Ended {
-            s.call = None;
+        let Some(new) = call::on_line(&mut s.call, l, Instant::now().into_std()) else {
             return Ok(());
-        }
-        let c = s.call.get_or_insert(Ringing {
-            last: now,
-            rings: 0,
-            reported: false,
-        });
-        c.last = now;
-        let caller = match l {
-            parse::CallLine::Ring => {
-                c.rings += 1;
-                if c.rings < 2 || c.reported {
-                    return Ok(());
-                }
-                None
-            }
-            parse::CallLine::Caller(n) if !c.reported => n,
-            _ => return Ok(()),
         };
-        c.reported = true;
+        let caller = new.caller;
         let mut hung_up = false;
-        if self.cfg.hang_up_calls {
+        if self.cfg.hang_up_calls && !new.ended {
             let t = self.cfg.timeouts.command;
             hung_up = s.ok(Command::new("AT+CHUP").timeout(t)).await?.is_ok()
                 || s.ok(Command::new("ATH").timeout(t)).await?.is_ok();
-            if !hung_up {
+            if hung_up {
+                call::hung_up(&mut s.call, Instant::now().into_std());
+            } else {
                 warn!(modem = %self.cfg.id, "an incoming call could not be hung up (AT+CHUP and ATH refused)");
             }
         }
@@ -1222,17 +1202,6 @@ async fn sleep_until(t: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
-
-/// A call being signalled: `RING` every few seconds, `+CLIP` with each.
-#[derive(Debug, Clone)]
-struct Ringing {
-    last: Instant,
-    rings: u32,
-    reported: bool,
-}
-
-/// Lines of one call come at most this far apart (RING repeats every 3-6 s).
-const CALL_GAP: Duration = Duration::from_secs(10);
 
 /// Masks the SIM PIN in anything that may be logged: every `+CPIN=` argument up
 /// to the end of its line.

@@ -5,9 +5,11 @@
 //!
 //! - [`actor`]: open, probe, identify, initialise, health polling, send, receive,
 //!   recovery with capped exponential backoff.
+//! - [`call`]: when the lines of an incoming call make a call to record (pure).
 //! - [`vendor`]: per-family handling as data.
 
 pub mod actor;
+pub mod call;
 
 /// The vendor profiles live beside the AT core (pure data).
 pub use crate::at::vendor;

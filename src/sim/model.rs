@@ -168,6 +168,7 @@ pub struct SimModem {
     /// The caller of the call ringing now.
     ringing: Option<String>,
     rings: u32,
+    max_rings: u32,
     hung_up_calls_seen: bool,
     cmee: u8,
     pin_ok: bool,
@@ -202,6 +203,7 @@ impl SimModem {
         let mut m = SimModem {
             echo: cfg.profile.echo,
             ringing: None,
+            max_rings: 10,
             rings: 0,
             hung_up_calls_seen: false,
             cmee: 0,
@@ -334,14 +336,16 @@ impl SimModem {
                         continue;
                     };
                     self.rings += 1;
-                    if self.rings > 10 {
+                    if self.rings > self.max_rings {
                         // Nobody answered: the network gives up.
                         self.ringing = None;
                         return Some(self.urc("NO CARRIER"));
                     }
                     self.schedule(at + Duration::from_secs(3), Due::Ring);
                     let mut out = self.urc("RING");
-                    out.extend(self.urc(&format!("+CLIP: \"{caller}\",145,\"\",,\"\",0")));
+                    if caller != "-" {
+                        out.extend(self.urc(&format!("+CLIP: \"{caller}\",145,\"\",,\"\",0")));
+                    }
                     return Some(out);
                 }
                 Due::Report { pdu } => {
@@ -396,11 +400,14 @@ impl SimModem {
 
     /// An SMS from `from` arrives from the network (split and concatenated as an
     /// SMSC would).
-    /// A voice call from `caller` rings the modem (RING and +CLIP every 3 s)
-    /// until it is hung up (`ATH`, `AT+CHUP`) or ten rings pass.
-    pub fn ring(&mut self, now: Instant, caller: &str) {
+    /// A voice call from `caller` rings the modem (RING and +CLIP every 3 s;
+    /// `-`: a modem that gives no +CLIP) until it is hung up (`ATH`,
+    /// `AT+CHUP`) or `rings` rings pass (ten when not given), then the
+    /// network ends it (`NO CARRIER`).
+    pub fn ring(&mut self, now: Instant, caller: &str, rings: Option<u32>) {
         self.ringing = Some(caller.to_string());
         self.rings = 0;
+        self.max_rings = rings.unwrap_or(10);
         self.hung_up_calls_seen = false;
         self.schedule(now, Due::Ring);
     }

@@ -34,8 +34,9 @@ pub enum Control {
         text: String,
         lost: Vec<usize>,
     },
-    /// A voice call from this number rings the modem.
-    Ring(String),
+    /// A voice call from this number rings the modem (`-`: no `+CLIP`),
+    /// until hung up or, when given, after that many rings.
+    Ring(String, Option<u32>),
     /// The firmware stops answering (true) or recovers (false).
     Hang(bool),
     /// Registration is lost (false) or regained (true).
@@ -213,7 +214,7 @@ async fn run(
                     }
                     Some(Control::Incoming { from, text }) => { let _ = model.inject_incoming(now, &from, &text); }
                     Some(Control::IncomingLosing { from, text, lost }) => { let _ = model.inject_incoming_losing(now, &from, &text, &lost); }
-                    Some(Control::Ring(n)) => model.ring(now, &n),
+                    Some(Control::Ring(n, rings)) => model.ring(now, &n, rings),
                     Some(Control::Hang(h)) => model.set_hung(h),
                     Some(Control::Registered(r)) => model.set_registered(now, r),
                     Some(Control::Garbage(n)) => model.inject_garbage(now, n),

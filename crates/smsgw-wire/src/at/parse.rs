@@ -149,10 +149,10 @@ pub fn call_line(line: &str) -> Option<CallLine> {
     }
     let rest = l.strip_prefix("+CLIP:")?;
     let f = fields(rest);
-    let number = f
-        .first()
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '+'));
+    let number = f.first().map(|n| n.trim().to_string()).filter(|n| {
+        // Dialling digits (27.007 §7.18): service numbers carry * and #.
+        !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || "+*#".contains(c))
+    });
     Some(CallLine::Caller(number))
 }
 
@@ -338,6 +338,14 @@ mod tests {
             Some(CallLine::Caller(None))
         );
         assert_eq!(call_line("+CLIP:"), Some(CallLine::Caller(None)));
+        assert_eq!(
+            call_line("+CLIP: \"*99#\",129"),
+            Some(CallLine::Caller(Some("*99#".into())))
+        );
+        assert_eq!(
+            call_line("+CLIP: \"138 0013\",129"),
+            Some(CallLine::Caller(None))
+        );
         assert_eq!(call_line("+CMTI: \"SM\",1"), None);
     }
 
