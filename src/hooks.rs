@@ -196,6 +196,9 @@ pub enum Outcome {
     TimedOut,
 }
 
+/// How much of a hook's stderr is kept (its first line goes to the log).
+const STDERR_KEPT: usize = 4096;
+
 /// Runs one hook (no shell; a small fixed environment) and logs how it ended.
 pub async fn execute(run: &Run, timeout: Duration) -> Outcome {
     let mut cmd = tokio::process::Command::new(&run.program);
@@ -213,9 +216,28 @@ pub async fn execute(run: &Run, timeout: Duration) -> Outcome {
         .kill_on_drop(true);
     let outcome = match cmd.spawn() {
         Err(e) => Outcome::Failed(format!("cannot start: {e}")),
-        Ok(child) => {
+        Ok(mut child) => {
             let pid = child.id();
-            match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            // The first STDERR_KEPT bytes are kept for the log; the rest is
+            // read and dropped, so a chatty hook neither fills smsgw's memory
+            // nor blocks on a full pipe.
+            let mut stderr = child.stderr.take();
+            let mut reader = tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut kept = Vec::new();
+                if let Some(e) = stderr.as_mut() {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = e.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let room = STDERR_KEPT.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                }
+                kept
+            });
+            let outcome = match tokio::time::timeout(timeout, child.wait()).await {
                 Err(_) => {
                     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
                         let _ = nix::sys::signal::killpg(
@@ -226,9 +248,16 @@ pub async fn execute(run: &Run, timeout: Duration) -> Outcome {
                     Outcome::TimedOut
                 }
                 Ok(Err(e)) => Outcome::Failed(e.to_string()),
-                Ok(Ok(o)) if o.status.success() => Outcome::Ok,
-                Ok(Ok(o)) => {
-                    let err = String::from_utf8_lossy(&o.stderr);
+                Ok(Ok(st)) if st.success() => Outcome::Ok,
+                Ok(Ok(st)) => {
+                    // What it said, unless something it started still holds
+                    // the pipe open a second later.
+                    let kept = tokio::time::timeout(Duration::from_secs(1), &mut reader)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default();
+                    let err = String::from_utf8_lossy(&kept);
                     let first = err
                         .lines()
                         .next()
@@ -236,9 +265,11 @@ pub async fn execute(run: &Run, timeout: Duration) -> Outcome {
                         .chars()
                         .take(200)
                         .collect::<String>();
-                    Outcome::Failed(format!("{}: {first}", o.status))
+                    Outcome::Failed(format!("{st}: {first}"))
                 }
-            }
+            };
+            reader.abort();
+            outcome
         }
     };
     let label = match &outcome {
@@ -318,6 +349,12 @@ mod tests {
             execute(&run("/bin/false", &[]), Duration::from_secs(5)).await,
             Outcome::Failed(_)
         ));
+        // 64 MiB on stderr: read through, its first line reported.
+        let loud = "echo 'bad row 17' >&2; head -c 67108864 /dev/zero >&2; exit 3";
+        match execute(&run("/bin/sh", &["-c", loud]), Duration::from_secs(20)).await {
+            Outcome::Failed(w) => assert!(w.contains("bad row 17") && w.contains('3'), "{w}"),
+            o => panic!("{o:?}"),
+        }
         assert!(matches!(
             execute(&run("/nonexistent/hook", &[]), Duration::from_secs(5)).await,
             Outcome::Failed(w) if w.contains("cannot start")
