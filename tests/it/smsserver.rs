@@ -19,12 +19,18 @@ fn tables(backend: &str) -> &'static str {
     }
 }
 
-async fn sent_received_reported_and_called(backend: &'static str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let Some((url, dropper)) = database(backend, d).await else {
-        return;
-    };
+/// smsgw's database with SMSLib's tables in it, a client for them, the
+/// backend's local "now", and what drops the database at the end.
+struct Site {
+    url: String,
+    store: smsgw::store::Store,
+    db: Gammu,
+    now: &'static str,
+    drops: Vec<String>,
+}
+
+async fn site(backend: &'static str, d: &std::path::Path) -> Option<Site> {
+    let (url, dropper) = database(backend, d).await?;
     let name = match backend {
         "sqlite" => d.join("smsgw.db").display().to_string(),
         _ => url.rsplit('/').next().unwrap().to_string(),
@@ -43,6 +49,44 @@ async fn sent_received_reported_and_called(backend: &'static str) {
         "sqlite" => "datetime('now', 'localtime')",
         "postgres" => "LOCALTIMESTAMP",
         _ => "NOW()",
+    };
+    Some(Site {
+        url,
+        store,
+        db,
+        now,
+        drops: dropper.map(|(_, sql)| vec![sql]).unwrap_or_default(),
+    })
+}
+
+/// smsgw.toml for one simulated modem and the SMSServer layer.
+fn config(d: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let cfg = d.join("smsgw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n\
+             [[modem]]\nid = \"s1\"\ndevice = \"{}\"\n\n[sending]\npoll_secs = 1\n\n\
+             [compat]\nsmsserver = true\ngammu_poll_ms = 200\n",
+            d.join("s1").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+async fn sent_received_reported_and_called(backend: &'static str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let Some(Site {
+        url,
+        store: _store,
+        db,
+        now,
+        drops,
+    }) = site(backend, d).await
+    else {
+        return;
     };
     // 600 rows another SMSServer has queued (Q), in front of the new ones:
     // they must not crowd them out of the batch a pass reads.
@@ -68,17 +112,7 @@ async fn sent_received_reported_and_called(backend: &'static str) {
         ));
     }
     let mut sims = Reap(vec![sim(d, "s1", &[])]);
-    let cfg = d.join("smsgw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n\
-             [[modem]]\nid = \"s1\"\ndevice = \"{}\"\n\n[sending]\npoll_secs = 1\n\n\
-             [compat]\nsmsserver = true\ngammu_poll_ms = 200\n",
-            d.join("s1").display()
-        ),
-    )
-    .unwrap();
+    let cfg = config(d, &url);
     let log = d.join("smsgw.log");
     let mut daemon = Reap(vec![super::restart::daemon(&cfg, &log, &[])]);
     let wait = |what: &str, f: &dyn Fn() -> bool| {
@@ -198,11 +232,7 @@ async fn sent_received_reported_and_called(backend: &'static str) {
     assert_eq!(after, ["I|好的"], "deleted rows came back: {after:?}");
     assert_eq!(db.sql("SELECT COUNT(*) FROM smsserver_calls"), ["0"]);
     drop(daemon);
-    drop_all(
-        backend,
-        dropper.map(|(_, sql)| vec![sql]).unwrap_or_default(),
-    )
-    .await;
+    drop_all(backend, drops).await;
 }
 
 /// Killed after queueing a row but before its `status` became `Q`, then
@@ -210,27 +240,15 @@ async fn sent_received_reported_and_called(backend: &'static str) {
 async fn a_kill_between_queue_and_status_repeats_nothing(backend: &'static str) {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let Some((url, dropper)) = database(backend, d).await else {
+    let Some(Site {
+        url,
+        store,
+        db,
+        now,
+        drops,
+    }) = site(backend, d).await
+    else {
         return;
-    };
-    let name = match backend {
-        "sqlite" => d.join("smsgw.db").display().to_string(),
-        _ => url.rsplit('/').next().unwrap().to_string(),
-    };
-    let store = super::daemon_faults::migrated(&url).await;
-    for stmt in tables(backend).split(';').filter(|s| !s.trim().is_empty()) {
-        store.execute_raw(stmt).await.unwrap();
-    }
-    let db = Gammu {
-        backend,
-        url: url.clone(),
-        name,
-        dir: d.to_path_buf(),
-    };
-    let now = match backend {
-        "sqlite" => "datetime('now', 'localtime')",
-        "postgres" => "LOCALTIMESTAMP",
-        _ => "NOW()",
     };
     for i in 0..3 {
         db.sql(&format!(
@@ -238,17 +256,7 @@ async fn a_kill_between_queue_and_status_repeats_nothing(backend: &'static str) 
         ));
     }
     let _sims = Reap(vec![sim(d, "s1", &[])]);
-    let cfg = d.join("smsgw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[database]\nurl = \"{url}\"\n\n[status]\nsocket = \"\"\n\n\
-             [[modem]]\nid = \"s1\"\ndevice = \"{}\"\n\n[sending]\npoll_secs = 1\n\n\
-             [compat]\nsmsserver = true\ngammu_poll_ms = 200\n",
-            d.join("s1").display()
-        ),
-    )
-    .unwrap();
+    let cfg = config(d, &url);
     let log = d.join("smsgw.log");
     let mut c = super::restart::daemon(
         &cfg,
@@ -307,11 +315,7 @@ async fn a_kill_between_queue_and_status_repeats_nothing(backend: &'static str) 
         }
     }
     drop(_daemon);
-    drop_all(
-        backend,
-        dropper.map(|(_, sql)| vec![sql]).unwrap_or_default(),
-    )
-    .await;
+    drop_all(backend, drops).await;
 }
 
 #[tokio::test]
