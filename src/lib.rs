@@ -20,7 +20,8 @@
 //!   reboot detection), `parse.rs` (replies), `classify.rs` (send outcomes),
 //!   `vendor.rs` (per-family handling as data).
 //! - [`modem`]: the I/O shell: `actor.rs`, one task per serial port
-//!   (tokio-serial) owning an AT engine; `mod.rs`, handles, events, status.
+//!   (tokio-serial) owning an AT engine; `call.rs`, when an incoming call's
+//!   lines make a call to record (pure); `mod.rs`, handles, events, status.
 //! - [`dispatch`]: `core.rs` (the dispatcher's decisions, pure), `policy.rs`
 //!   (quiet hours, limits, backoff, routing, opt-out keywords, pure),
 //!   `dispatcher.rs` (the shell: claims, facts, decisions applied, leases
