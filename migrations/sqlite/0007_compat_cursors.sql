@@ -4,7 +4,10 @@
 -- already processed and deleted is never copied again.
 CREATE TABLE compat_cursors (
     name        TEXT PRIMARY KEY,
-    value       INTEGER NOT NULL
+    value       INTEGER NOT NULL,
+    -- A second key within one value (a part id among reports recorded at
+    -- the same instant); 0 where unused.
+    part        INTEGER NOT NULL DEFAULT 0
 );
 
 -- The SMSServer layer reads the reports recorded since its cursor.

@@ -94,30 +94,49 @@ impl Rotor {
 pub struct Saved {
     name: String,
     pub value: i64,
-    stored: Option<i64>,
+    /// A second key within one value (0 where unused): the two are written
+    /// together.
+    pub part: i64,
+    /// What is in `compat_cursors`, or the first value of a layer that has
+    /// never moved this cursor.
+    stored: (i64, i64),
+    first_run: bool,
 }
 
+/// How old a row of smsgw's must be before a layer copies it: rows written
+/// by two instances at once may commit out of id order, and one that
+/// commits a moment after a higher id was read would be passed over.
+pub const SETTLED: chrono::Duration = chrono::Duration::seconds(5);
+
 impl Saved {
-    /// The cursor `name`, or `first` for a layer that has never run.
+    /// The cursor `name`, or `first` for a layer that has never moved it.
     pub async fn load(store: &Store, name: &str, first: i64) -> Result<Saved, StoreError> {
         let stored = store.cursor(name).await?;
+        let (value, part) = stored.unwrap_or((first, 0));
         Ok(Saved {
             name: name.to_string(),
-            value: stored.unwrap_or(first),
-            stored,
+            value,
+            part,
+            stored: (value, part),
+            first_run: stored.is_none(),
         })
     }
 
-    /// Whether the layer has never saved this cursor (its first run).
+    /// Whether the layer has never moved this cursor: it looks back only a
+    /// few days, and keeps looking back so until it has copied something.
     pub fn is_first(&self) -> bool {
-        self.stored.is_none()
+        self.first_run
     }
 
-    /// Writes the cursor if it moved.
+    /// Writes the cursor if it moved (once per row copied: a kill then
+    /// repeats at most the row being copied, which the copy's own check
+    /// recognises).
     pub async fn save(&mut self, store: &Store) -> Result<(), StoreError> {
-        if self.stored != Some(self.value) {
-            store.set_cursor(&self.name, self.value).await?;
-            self.stored = Some(self.value);
+        let now = (self.value, self.part);
+        if self.stored != now {
+            store.set_cursor(&self.name, now.0, now.1).await?;
+            self.stored = now;
+            self.first_run = false;
         }
         Ok(())
     }

@@ -439,7 +439,17 @@ impl Inbound {
 
     async fn record_once(&self, e: &Entry) -> Result<Recorded, StoreError> {
         Ok(match e {
-            Entry::Report { update, .. } => match self.store.apply_report(update).await? {
+            // `report_at` is when it is recorded, now: a report recorded late
+            // (parked unmatched, journaled through an outage) comes after the
+            // ones recorded before it for whoever reads them in that order.
+            Entry::Report { update, .. } => match self
+                .store
+                .apply_report(&ReportUpdate {
+                    report_at: Utc::now(),
+                    ..update.clone()
+                })
+                .await?
+            {
                 Some(id) => {
                     info!(id, modem = %update.modem, mr = update.mr, status = update.status.as_str(), "delivery report recorded");
                     Recorded::Done

@@ -49,9 +49,10 @@ pub fn on_line(state: &mut Option<Ringing>, line: CallLine, now: Instant) -> Opt
             ended: true,
         });
     }
-    if let (CallLine::Caller(n), Some(c)) = (&line, state.as_ref()) {
-        // Another number than the call reported: another call.
-        if c.reported.as_ref().is_some_and(|r| r != n) {
+    if let (CallLine::Caller(Some(n)), Some(c)) = (&line, state.as_ref()) {
+        // Another known number than the call was reported with: another
+        // call. (A +CLIP after a call reported without one is its own.)
+        if matches!(&c.reported, Some(Some(r)) if r != n) {
             *state = None;
         }
     }
@@ -131,6 +132,18 @@ mod tests {
         let c = on_line(&mut s, CallLine::Ended, t + Duration::from_secs(2)).unwrap();
         assert!(c.ended && c.caller.is_none());
         // NO CARRIER alone is no call.
+        assert_eq!(
+            on_line(&mut s, CallLine::Ended, t + Duration::from_secs(3)),
+            None
+        );
+        // Two RINGs, then a late +CLIP: one call, reported at the second ring.
+        let t = t + Duration::from_secs(60);
+        on_line(&mut s, CallLine::Ring, t);
+        assert!(on_line(&mut s, CallLine::Ring, t + Duration::from_secs(3)).is_some());
+        assert_eq!(
+            on_line(&mut s, clip("+8613912345678"), t + Duration::from_secs(3)),
+            None
+        );
         assert_eq!(
             on_line(&mut s, CallLine::Ended, t + Duration::from_secs(3)),
             None

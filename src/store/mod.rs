@@ -424,14 +424,16 @@ impl Store {
         on_db!(self.part_reports(id))
     }
 
-    /// Incoming messages after `after_id` stored since `since`, oldest first.
+    /// Incoming messages after `after_id` stored in [`since`, `until`),
+    /// oldest first.
     pub async fn inbox_after(
         &self,
         after_id: i64,
         since: DateTime<Utc>,
+        until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<(i64, InboxMessage)>> {
-        on_db!(self.inbox_after(after_id, since, limit))
+        on_db!(self.inbox_after(after_id, since, until, limit))
     }
 
     /// Records an incoming call.
@@ -444,24 +446,31 @@ impl Store {
         &self,
         key_prefix: &str,
         after: ReportCursor,
+        until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<RecordedReport>> {
-        on_db!(self.reports_after(key_prefix, after, limit))
+        on_db!(self.reports_after(key_prefix, after, until, limit))
     }
 
-    /// A compatibility layer's cursor, if it has one.
-    pub async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+    /// A compatibility layer's cursor (value, part), if it has one.
+    pub async fn cursor(&self, name: &str) -> Result<Option<(i64, i64)>> {
         on_db!(self.cursor(name))
     }
 
-    /// Moves a compatibility layer's cursor forward (never back).
-    pub async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
-        on_db!(self.set_cursor(name, value))
+    /// Moves a compatibility layer's cursor forward to (value, part), never
+    /// back.
+    pub async fn set_cursor(&self, name: &str, value: i64, part: i64) -> Result<()> {
+        on_db!(self.set_cursor(name, value, part))
     }
 
     /// Calls after `after_id`, oldest first.
-    pub async fn calls_after(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Call)>> {
-        on_db!(self.calls_after(after_id, limit))
+    pub async fn calls_after(
+        &self,
+        after_id: i64,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(i64, Call)>> {
+        on_db!(self.calls_after(after_id, until, limit))
     }
 
     /// The id of the incoming message with this fingerprint, if stored.

@@ -839,19 +839,21 @@ where
         &self,
         key_prefix: &str,
         after: ReportCursor,
+        until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<RecordedReport>> {
         const SQL: &str = "SELECT p.id, o.dedupe_key, p.seq, p.total, p.modem, p.recipient, p.mr,
                 p.submitted_at, p.status, p.report_at, p.tp_status
              FROM outbox_parts p JOIN outbox o ON o.id = p.outbox_id
              WHERE p.report_at IS NOT NULL AND (p.report_at > ? OR (p.report_at = ? AND p.id > ?))
-               AND o.dedupe_key LIKE ?
+               AND p.report_at < ? AND o.dedupe_key LIKE ?
              ORDER BY p.report_at, p.id LIMIT ?";
         let at = Ts(after.at);
         let rows = sqlx::query(Self::q(SQL))
             .bind(at)
             .bind(at)
             .bind(after.part_id)
+            .bind(Ts(until))
             .bind(format!("{key_prefix}%"))
             .bind(limit)
             .fetch_all(&self.read)
@@ -871,37 +873,43 @@ where
             .collect()
     }
 
-    /// A compatibility layer's cursor (`compat_cursors`), if it has one.
-    pub async fn cursor(&self, name: &str) -> Result<Option<i64>> {
-        const SQL: &str = "SELECT value FROM compat_cursors WHERE name = ?";
+    /// A compatibility layer's cursor (`compat_cursors`): its value and
+    /// part, if it has one.
+    pub async fn cursor(&self, name: &str) -> Result<Option<(i64, i64)>> {
+        const SQL: &str = "SELECT value, part FROM compat_cursors WHERE name = ?";
         let r = sqlx::query(Self::q(SQL))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
         Ok(match r {
-            Some(r) => Some(r.try_get(0)?),
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
             None => None,
         })
     }
 
-    /// Moves a cursor forward to `value` (never back: two instances copying
-    /// the same rows leave it at the furthest).
-    pub async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
-        const UPDATE: &str = "UPDATE compat_cursors SET value = ? WHERE name = ? AND value < ?";
-        const INSERT: &str = "INSERT INTO compat_cursors (name, value) VALUES (?, ?)";
+    /// Moves a cursor forward to (`value`, `part`), the two compared in that
+    /// order and written together; never back, so two instances copying the
+    /// same rows leave it at the furthest.
+    pub async fn set_cursor(&self, name: &str, value: i64, part: i64) -> Result<()> {
+        const UPDATE: &str = "UPDATE compat_cursors SET value = ?, part = ?
+             WHERE name = ? AND (value < ? OR (value = ? AND part < ?))";
+        const INSERT: &str = "INSERT INTO compat_cursors (name, value, part) VALUES (?, ?, ?)";
         let r = sqlx::query(Self::q(UPDATE))
             .bind(value)
+            .bind(part)
             .bind(name)
             .bind(value)
+            .bind(value)
+            .bind(part)
             .execute(&self.pool)
             .await?;
-        let n = DB::rows_affected(&r);
-        if n > 0 || self.cursor(name).await?.is_some() {
+        if DB::rows_affected(&r) > 0 || self.cursor(name).await?.is_some() {
             return Ok(());
         }
         match sqlx::query(Self::q(INSERT))
             .bind(name)
             .bind(value)
+            .bind(part)
             .execute(&self.pool)
             .await
         {
@@ -937,13 +945,15 @@ where
         &self,
         after_id: i64,
         since: DateTime<Utc>,
+        until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<(i64, InboxMessage)>> {
         const SQL: &str = "SELECT id, modem, sender, body, parts, received_at, opt_out FROM inbox
-             WHERE id > ? AND stored_at >= ? ORDER BY id LIMIT ?";
+             WHERE id > ? AND stored_at >= ? AND stored_at < ? ORDER BY id LIMIT ?";
         let rows = sqlx::query(Self::q(SQL))
             .bind(after_id)
             .bind(Ts(since))
+            .bind(Ts(until))
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
@@ -980,11 +990,17 @@ where
     }
 
     /// Calls after `after_id`, oldest first.
-    pub async fn calls_after(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Call)>> {
+    pub async fn calls_after(
+        &self,
+        after_id: i64,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(i64, Call)>> {
         const SQL: &str = "SELECT id, modem, caller, received_at, hung_up FROM calls
-             WHERE id > ? ORDER BY id LIMIT ?";
+             WHERE id > ? AND received_at < ? ORDER BY id LIMIT ?";
         let rows = sqlx::query(Self::q(SQL))
             .bind(after_id)
+            .bind(Ts(until))
             .bind(limit)
             .fetch_all(&self.read)
             .await?;

@@ -547,9 +547,11 @@ async fn kills_at_each_step_lose_and_repeat_nothing(backend: &'static str) {
     let _sims = Reap(vec![sim(d, "s1", &[])]);
     let cfg = write_config(d, &url, &g, &["s1"]);
     let log = cfg.with_extension("log");
-    // Killed after queueing a row but before gammu's lock is set; after the
-    // sentitems rows but before the outbox rows go; each time restarted.
+    // Killed after taking gammu's lock on a row but before queueing it; after
+    // queueing one; after the sentitems rows but before the outbox rows go;
+    // each time restarted.
     for point in [
+        "gammu_after_claim:1",
         "gammu_after_enqueue:2",
         "gammu_before_delete:1",
         "gammu_before_delete:2",
@@ -639,13 +641,8 @@ async fn held_rows_send_days_and_local_time(backend: &'static str) {
         "mysql" => format!("`{c}`"),
         _ => format!("\"{c}\""),
     };
-    let text = if backend == "mysql" {
-        "VARCHAR(64)"
-    } else {
-        "TEXT"
-    };
     g.sql(&format!(
-        "ALTER TABLE outbox ADD COLUMN {} {text}",
+        "ALTER TABLE outbox ADD COLUMN {} INTEGER NOT NULL DEFAULT 127",
         q("SendDays")
     ));
     for c in ["MessageID", "SequencePosition", "PartCount"] {
@@ -674,15 +671,13 @@ async fn held_rows_send_days_and_local_time(backend: &'static str) {
         held.join(", ")
     ));
     // gammu's "now" in its own zone, a row for today, one for two days on.
-    let cron = |t: chrono::DateTime<Utc>| (local(t).weekday().num_days_from_sunday()).to_string();
+    // gammu 1.44's day mask: Monday 1 ... Sunday 64.
+    let mask =
+        |t: chrono::DateTime<Utc>| (1 << local(t).weekday().num_days_from_monday()).to_string();
     for (to, when, days) in [
-        ("13800138100", at(now), "NULL".to_string()),
-        ("13800138101", at(now), format!("'{}'", cron(now))),
-        (
-            "13800138102",
-            at(now),
-            format!("'{}'", cron(now + CDuration::days(2))),
-        ),
+        ("13800138100", at(now), "127".to_string()),
+        ("13800138101", at(now), mask(now)),
+        ("13800138102", at(now), mask(now + CDuration::days(2))),
     ] {
         g.sql(&format!(
             "INSERT INTO outbox ({}, {}, {}, {}, {}) VALUES ('{to}', 'due', {when}, {days}, 't')",
@@ -693,6 +688,16 @@ async fn held_rows_send_days_and_local_time(backend: &'static str) {
             q("CreatorID"),
         ));
     }
+    // A row a gammu-smsd still running beside smsgw holds (its lock runs
+    // another ten minutes): left to it.
+    g.sql(&format!(
+        "INSERT INTO outbox ({}, {}, {}, {}) VALUES ('13800138103', 'gammu has it', {}, 't')",
+        q("DestinationNumber"),
+        q("TextDecoded"),
+        q("SendingTimeOut"),
+        q("CreatorID"),
+        at(now + CDuration::minutes(10))
+    ));
     let mut sims = Reap(vec![sim(d, "s1", &[])]);
     let cfg = write_config(d, &url, &g, &["s1"]);
     let log = cfg.with_extension("log");
@@ -730,10 +735,11 @@ async fn held_rows_send_days_and_local_time(backend: &'static str) {
     );
     // Held: for tomorrow, and for its day.
     assert_eq!(sent("13800138102"), 0);
+    assert_eq!(sent("13800138103"), 0, "a row gammu-smsd holds is its own");
     assert_eq!(records(d).len(), 2, "only the due rows went out");
     assert_eq!(
         g.sql("SELECT COUNT(*) FROM outbox"),
-        ["601"],
+        ["602"],
         "held rows stay in gammu's outbox until they are sent"
     );
     // An incoming message: one row, grouped as one part of its own.
@@ -744,7 +750,9 @@ async fn held_rows_send_days_and_local_time(backend: &'static str) {
     .unwrap();
     let groups = || {
         g.sql(&format!(
-            "SELECT {}, {}, {} FROM inbox",
+            "SELECT {} - {}, {}, {}, {} FROM inbox",
+            q("MessageID"),
+            q("ID"),
             q("MessageID"),
             q("SequencePosition"),
             q("PartCount")
@@ -755,8 +763,11 @@ async fn held_rows_send_days_and_local_time(backend: &'static str) {
     })
     .await;
     let row = groups();
-    let mid: i64 = row[0].split('|').next().unwrap().parse().unwrap();
-    assert!(mid > 0 && row[0].ends_with("|1|1"), "{row:?}");
+    let mid: i64 = row[0].split('|').nth(1).unwrap().parse().unwrap();
+    assert!(
+        row[0].starts_with("0|") && mid > 0 && row[0].ends_with("|1|1"),
+        "MessageID is the row's own ID, one part of one: {row:?}"
+    );
     // The reader processes and deletes it; a restart does not copy it back.
     g.sql("DELETE FROM inbox");
     for c in daemon.0.iter_mut() {

@@ -1421,12 +1421,25 @@ async fn calls_inbox_cursor_and_dedupe_lookups(s: &Store) {
         .await
         .unwrap();
     }
-    let calls = s.calls_after(0, 10).await.unwrap();
+    let calls = s
+        .calls_after(0, chrono::Utc::now() + chrono::Duration::days(1), 10)
+        .await
+        .unwrap();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].1.caller.as_deref(), Some("+8613912345678"));
     assert!(calls[0].1.hung_up && !calls[1].1.hung_up);
     assert_eq!(calls[1].1.caller, None);
-    assert_eq!(s.calls_after(calls[0].0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.calls_after(
+            calls[0].0,
+            chrono::Utc::now() + chrono::Duration::days(1),
+            10
+        )
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
     let mut m = NewMessage::new("+8613800138000", "x");
     m.dedupe_key = Some("gammu:1:20261203".into());
     let id = s.enqueue(&m).await.unwrap().id;
@@ -1448,16 +1461,26 @@ async fn calls_inbox_cursor_and_dedupe_lookups(s: &Store) {
 async fn compat_cursors_and_reports_after_them(s: &Store) {
     use smsgw::store::{ReportCursor, ReportUpdate};
     assert_eq!(s.cursor("gammu:inbox").await.unwrap(), None);
-    s.set_cursor("gammu:inbox", 7).await.unwrap();
-    s.set_cursor("gammu:inbox", 5).await.unwrap();
+    s.set_cursor("gammu:inbox", 7, 0).await.unwrap();
+    s.set_cursor("gammu:inbox", 5, 0).await.unwrap();
     assert_eq!(
         s.cursor("gammu:inbox").await.unwrap(),
-        Some(7),
+        Some((7, 0)),
         "never back"
     );
-    s.set_cursor("gammu:inbox", 9).await.unwrap();
-    assert_eq!(s.cursor("gammu:inbox").await.unwrap(), Some(9));
+    s.set_cursor("gammu:inbox", 9, 0).await.unwrap();
+    assert_eq!(s.cursor("gammu:inbox").await.unwrap(), Some((9, 0)));
     assert_eq!(s.cursor("smsserver:inbox").await.unwrap(), None);
+    // A pair moves as one: a later value with a lower part is forward, the
+    // same value with a lower part is back.
+    s.set_cursor("r", 100, 50).await.unwrap();
+    s.set_cursor("r", 101, 3).await.unwrap();
+    assert_eq!(s.cursor("r").await.unwrap(), Some((101, 3)));
+    s.set_cursor("r", 101, 2).await.unwrap();
+    s.set_cursor("r", 100, 99).await.unwrap();
+    assert_eq!(s.cursor("r").await.unwrap(), Some((101, 3)));
+    s.set_cursor("r", 101, 4).await.unwrap();
+    assert_eq!(s.cursor("r").await.unwrap(), Some((101, 4)));
 
     let now = Utc::now();
     let mut ids = vec![];
@@ -1486,7 +1509,12 @@ async fn compat_cursors_and_reports_after_them(s: &Store) {
         ids.push(id);
     }
     let none = s
-        .reports_after("smsserver:", ReportCursor::default(), 10)
+        .reports_after(
+            "smsserver:",
+            ReportCursor::default(),
+            now + CDuration::minutes(1),
+            10,
+        )
         .await
         .unwrap();
     assert!(none.is_empty(), "no report recorded yet: {none:?}");
@@ -1505,7 +1533,12 @@ async fn compat_cursors_and_reports_after_them(s: &Store) {
         assert_eq!(s.apply_report(&r).await.unwrap(), Some(ids[i]));
     }
     let got = s
-        .reports_after("smsserver:", ReportCursor::default(), 10)
+        .reports_after(
+            "smsserver:",
+            ReportCursor::default(),
+            now + CDuration::minutes(1),
+            10,
+        )
         .await
         .unwrap();
     let keys: Vec<_> = got.iter().map(|r| r.dedupe_key.clone().unwrap()).collect();
@@ -1516,13 +1549,18 @@ async fn compat_cursors_and_reports_after_them(s: &Store) {
     );
     assert_eq!(got[0].report.part.status, Delivery::Delivered);
     let rest = s
-        .reports_after("smsserver:", got[0].cursor, 10)
+        .reports_after("smsserver:", got[0].cursor, now + CDuration::minutes(1), 10)
         .await
         .unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].dedupe_key.as_deref(), Some("smsserver:1:a"));
     assert!(s
-        .reports_after("smsserver:", rest[0].cursor, 10)
+        .reports_after(
+            "smsserver:",
+            rest[0].cursor,
+            now + CDuration::minutes(1),
+            10
+        )
         .await
         .unwrap()
         .is_empty());

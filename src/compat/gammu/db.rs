@@ -124,10 +124,11 @@ impl Foreign {
                 let r: std::result::Result<(), sqlx::Error> = on_pool!(self, p => {
                     sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await.map(|_| ())
                 });
-                match r {
+                match r.map_err(crate::store::StoreError::from) {
                     Ok(()) => Ok(true),
-                    Err(sqlx::Error::Database(_)) => Ok(false),
-                    Err(e) => Err(crate::store::StoreError::from(e)),
+                    // A busy or lost database is not an absent column.
+                    Err(e) if e.is_transient() => Err(e),
+                    Err(_) => Ok(false),
                 }
             }
         };
@@ -156,19 +157,18 @@ impl Foreign {
                 }
             })
             .collect();
-        let lock = self.c("SendingTimeOut");
-        let t = self.time_in();
         let (cond, times, after) = match slice {
-            // Not locked by a running gammu-smsd, and not smsgw's yet (or
-            // smsgw's lock is running out, or smsgw queued it and was killed
-            // before it could lock it: the dedupe key finds it).
-            Slice::New { now } => (
-                format!("({lock} IS NULL OR {lock} <= {t} OR ({lock} > {t} AND {lock} < {t}))"),
-                vec![now, now + GAMMU_LOCK, now + OURS],
-                None,
-            ),
+            Slice::New { now } => {
+                let (cond, times) = self.unlocked(now);
+                (cond, times, None)
+            }
             Slice::Ours { now, after } => (
-                format!("{lock} >= {t} AND {} > ?", self.c("ID")),
+                format!(
+                    "{} >= {} AND {} > ?",
+                    self.c("SendingTimeOut"),
+                    self.time_in(),
+                    self.c("ID")
+                ),
                 vec![now + OURS],
                 Some(after),
             ),
@@ -269,6 +269,42 @@ impl Foreign {
             }
         }
         Ok(out)
+    }
+
+    /// The rows neither a running gammu-smsd nor smsgw has locked: the
+    /// condition and its times. Not locked, or locked long ago; or smsgw's
+    /// lock running out, or a value no daemon wrote (a year from now minus
+    /// less than 65 days): the dedupe key tells whether smsgw has it.
+    fn unlocked(&self, now: DateTime<Utc>) -> (String, Vec<DateTime<Utc>>) {
+        let lock = self.c("SendingTimeOut");
+        let t = self.time_in();
+        (
+            format!("({lock} IS NULL OR {lock} <= {t} OR ({lock} > {t} AND {lock} < {t}))"),
+            vec![now, now + GAMMU_LOCK, now + OURS],
+        )
+    }
+
+    /// Takes gammu's lock on an unlocked row, as gammu-smsd does (a
+    /// compare-and-set on `SendingTimeOut`): whether smsgw has it now.
+    pub async fn claim(&self, id: i64, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool> {
+        let (cond, times) = self.unlocked(now);
+        let sql = self.ph(&format!(
+            "UPDATE outbox SET {} = {} WHERE {} = ? AND {cond}",
+            self.c("SendingTimeOut"),
+            self.time_in(),
+            self.c("ID")
+        ));
+        let fmt = |t: &DateTime<Utc>| self.time_out(&t.format("%Y-%m-%d %H:%M:%S").to_string());
+        let until = fmt(&until);
+        let times: Vec<String> = times.iter().map(fmt).collect();
+        let n = on_pool!(self, p => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until).bind(id);
+            for t in &times {
+                q = q.bind(t.clone());
+            }
+            DB::rows_affected(&q.execute(p).await?)
+        });
+        Ok(n == 1)
     }
 
     /// gammu's own lock on a row (`SendingTimeOut`), set when smsgw has it:
@@ -426,10 +462,25 @@ impl Foreign {
                 .bind(m.text_decoded.clone())
                 .bind(m.recipient_id.clone());
             if groups {
-                q = q.bind(m.message_id);
+                q = q.bind(-m.message_id);
             }
             q.execute(p).await?;
         });
+        if groups {
+            // gammu's MessageID is the row's own ID (that of a message's
+            // first part): the row was written with a marker of its own,
+            // which becomes it. A kill between the two leaves the marker,
+            // still one message's alone.
+            let sql = self.ph(&format!(
+                "UPDATE inbox SET {} = {} WHERE {} = ?",
+                c("MessageID"),
+                c("ID"),
+                c("MessageID")
+            ));
+            on_pool!(self, p => {
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(-m.message_id).execute(p).await?;
+            });
+        }
         Ok(true)
     }
 

@@ -75,15 +75,22 @@ pub struct Entry {
 /// The dedupe key of a gammu row in smsgw's outbox. `InsertIntoDB` is in it
 /// because gammu's IDs can come round again (a MySQL auto-increment reset by a
 /// restart, a truncated table): a new message with an old ID is a new message.
+///
+/// An `InsertIntoDB` that is not a time (NULL, MySQL's zero date) is left
+/// out: `sentitems` then gets the send time in its place, and the report
+/// lookup falls back to [`bare_key`].
 pub fn dedupe_key(e: &Entry) -> String {
-    let at: String = e
-        .insert_into_db
-        .as_deref()
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
+    let raw = e.insert_into_db.as_deref().unwrap_or("");
+    if crate::store::ts::parse_time(raw).is_none() {
+        return bare_key(e.id);
+    }
+    let at: String = raw.chars().filter(char::is_ascii_digit).collect();
     format!("gammu:{}:{at}", e.id)
+}
+
+/// The dedupe key of a gammu row whose `InsertIntoDB` is not a time.
+pub fn bare_key(id: i64) -> String {
+    format!("gammu:{id}:")
 }
 
 /// What to do with a gammu row that smsgw has not queued yet.
@@ -232,60 +239,32 @@ fn in_window<Tz: TimeZone>(
 }
 
 /// `SendDays` (schema 18): the weekdays a row may be sent on, Monday first,
-/// or `None` for every day (NULL or empty). gammu 1.44's own documentation of
-/// the column was not available when this was written; smsgw reads the
-/// forms a writer would reach for and refuses anything else, so that a row is
-/// never sent on a day its writer did not mean:
-/// - day numbers as cron counts them, 1 Monday to 6 Saturday, 0 or 7 Sunday,
-///   run together (`12345`) or separated by commas, spaces or semicolons;
-/// - English day names or their first three letters (`Mon,Tue`), any case.
+/// or `None` for every day. gammu 1.44 keeps it as a bit mask, Monday 1,
+/// Tuesday 2, ... Sunday 64, every day 127 (its default), and sends a row on a
+/// day whose bit is set. NULL or empty is every day; 0 (no day) and anything
+/// that is not a whole number from 1 to 127 are refused with a reason, so a
+/// row is never sent on a day its writer did not mean.
 pub fn weekdays(v: Option<&str>) -> Result<Option<[bool; 7]>, String> {
     let Some(s) = v.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
-    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-    let bad =
-        || format!("SendDays {s:?} is not a list of weekdays (1-7 or 0 for Sunday, or Mon-Sun)");
-    let mut days = [false; 7];
-    for tok in s
-        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
-        .filter(|t| !t.is_empty())
-    {
-        if tok.bytes().all(|b| b.is_ascii_digit()) {
-            for b in tok.bytes() {
-                let n = usize::from(b - b'0');
-                match n {
-                    0 | 7 => days[6] = true,
-                    1..=6 => days[n - 1] = true,
-                    _ => return Err(bad()),
-                }
-            }
-            continue;
+    let mask = match s.parse::<i64>() {
+        Ok(m) if (1..=127).contains(&m) => m,
+        Ok(0) => return Err("SendDays 0 names no day to send on".into()),
+        _ => {
+            return Err(format!(
+            "SendDays {s:?} is not a day mask (1 Monday, 2 Tuesday, ... 64 Sunday; 127 every day)"
+        ))
         }
-        let t = tok.to_ascii_lowercase();
-        let i = NAMES
-            .iter()
-            .position(|n| t.len() >= 3 && (t == *n || full_day_name(n).is_some_and(|f| f == t)))
-            .ok_or_else(bad)?;
-        days[i] = true;
+    };
+    if mask == 127 {
+        return Ok(None);
     }
-    if !days.contains(&true) {
-        return Err(bad());
+    let mut days = [false; 7];
+    for (i, d) in days.iter_mut().enumerate() {
+        *d = mask & (1 << i) != 0;
     }
     Ok(Some(days))
-}
-
-fn full_day_name(short: &str) -> Option<&'static str> {
-    Some(match short {
-        "mon" => "monday",
-        "tue" => "tuesday",
-        "wed" => "wednesday",
-        "thu" => "thursday",
-        "fri" => "friday",
-        "sat" => "saturday",
-        "sun" => "sunday",
-        _ => return None,
-    })
 }
 
 /// The instant the local day after `local` begins in `tz`.
@@ -601,8 +580,9 @@ pub struct InboxItem {
     pub text_decoded: String,
     /// The modem it came in on (gammu's PhoneID).
     pub recipient_id: String,
-    /// Schema 18's `MessageID`: smsgw's inbox id, one per whole message
-    /// (its `SequencePosition` and `PartCount` are 1).
+    /// smsgw's inbox id: written negated as schema 18's `MessageID`, then
+    /// replaced by the row's own `ID`, as gammu sets it (one row per whole
+    /// message, its `SequencePosition` and `PartCount` 1).
     pub message_id: i64,
 }
 
@@ -831,25 +811,35 @@ mod tests {
     }
 
     #[test]
-    fn send_days_are_read_in_every_plain_form_and_nothing_else() {
-        let mon_wed = Some([true, false, true, false, false, false, false]);
-        for v in [
-            "13",
-            "1,3",
-            "1 3",
-            "3;1",
-            "Mon,Wed",
-            "monday wednesday",
-            "WED mon",
-        ] {
-            assert_eq!(weekdays(Some(v)), Ok(mon_wed), "{v}");
-        }
-        let sunday = Some([false, false, false, false, false, false, true]);
-        assert_eq!(weekdays(Some("0")), Ok(sunday));
-        assert_eq!(weekdays(Some("7")), Ok(sunday));
-        assert_eq!(weekdays(Some("  ")), Ok(None));
+    fn send_days_are_gammus_day_mask_and_nothing_else() {
+        assert_eq!(weekdays(Some("127")), Ok(None), "every day");
         assert_eq!(weekdays(None), Ok(None));
-        for bad in ["8", "Mo", "weekdays", "1-5", ",", "-1", "١"] {
+        assert_eq!(weekdays(Some("  ")), Ok(None));
+        assert_eq!(
+            weekdays(Some("31")),
+            Ok(Some([true, true, true, true, true, false, false])),
+            "Monday to Friday"
+        );
+        assert_eq!(
+            weekdays(Some(" 64 ")),
+            Ok(Some([false, false, false, false, false, false, true])),
+            "Sunday"
+        );
+        assert_eq!(
+            weekdays(Some("5")),
+            Ok(Some([true, false, true, false, false, false, false])),
+            "Monday and Wednesday"
+        );
+        for bad in [
+            "0",
+            "128",
+            "-1",
+            "12345",
+            "Mon",
+            "1.5",
+            "9223372036854775808",
+            "١",
+        ] {
             assert!(weekdays(Some(bad)).is_err(), "{bad:?} must be refused");
         }
     }
@@ -859,13 +849,13 @@ mod tests {
         // 2026-12-03 06:00 UTC is a Thursday, 14:00 in UTC+8.
         let cn = FixedOffset::east_opt(8 * 3600).unwrap();
         let mut e = entry("x");
-        e.send_days = Some("4".into());
+        e.send_days = Some("8".into());
         let Pickup::Queue(m) = pickup(&e, now(), &cn) else {
             panic!()
         };
         assert_eq!(m.send_at, Some(now()), "Thursday is allowed");
         // Saturday only, between 09:00 and 10:00 local.
-        e.send_days = Some("6".into());
+        e.send_days = Some("32".into());
         e.send_after = Some("09:00:00".into());
         e.send_before = Some("10:00:00".into());
         let Pickup::Queue(m) = pickup(&e, now(), &cn) else {

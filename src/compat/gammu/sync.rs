@@ -6,10 +6,10 @@
 
 use super::db::{GammuDb, Slice, LOCK_AHEAD};
 use super::{
-    awaiting_key, dedupe_key, delivery_update, inbox_item, phones, pickup, sent_items, Awaiting,
-    Pickup, Schema, SentPart, SUPPORTED_VERSIONS,
+    awaiting_key, bare_key, dedupe_key, delivery_update, inbox_item, phones, pickup, sent_items,
+    Awaiting, Pickup, Schema, SentPart, SUPPORTED_VERSIONS,
 };
-use crate::compat::{Layer, Rotor, Saved};
+use crate::compat::{Layer, Rotor, Saved, SETTLED};
 use crate::modem::Fleet;
 use crate::store::{PartReport, Store, StoreError};
 use chrono::{DateTime, Duration, Local, Utc};
@@ -125,35 +125,8 @@ pub async fn pass(g: &mut Gammu, now: DateTime<Utc>) -> Result<Pass, StoreError>
         g.phones_at = Some(now);
     }
     for e in db.outbox(Slice::New { now }, &g.schema, BATCH).await? {
-        match store.by_dedupe_key(&dedupe_key(&e)).await? {
-            None => match pickup(&e, now, &Local) {
-                Pickup::Queue(m) => match store.enqueue(&m).await {
-                    Ok(q) => {
-                        crate::failpoint::hit("gammu_after_enqueue");
-                        db.stamp(e.id, now + LOCK_AHEAD).await?;
-                        info!(gammu_id = e.id, id = q.id, "gammu outbox row queued");
-                        done.queued += 1;
-                    }
-                    Err(err) if err.is_transient() => return Err(err),
-                    // A value smsgw's own table refuses (too long, a time out
-                    // of range, a NUL): this row ends alone, the rest go on.
-                    Err(err) => {
-                        reject(db, &e, &err.to_string(), now, "smsgw's outbox refused it").await?;
-                        done.rejected += 1;
-                    }
-                },
-                Pickup::Wait => {}
-                Pickup::Reject(why) => {
-                    reject(db, &e, &why, now, "it cannot be sent").await?;
-                    done.rejected += 1;
-                }
-            },
-            // Queued by smsgw, which was killed before it locked the row.
-            Some(row) => {
-                db.stamp(e.id, now + LOCK_AHEAD).await?;
-                done.written_back += write_back(store, db, &e, &row, now).await?;
-            }
-        }
+        let r = new_row(store, db, &e, now, &mut done).await;
+        ends_alone(r, e.id)?;
     }
     let ours = db
         .outbox(
@@ -167,16 +140,21 @@ pub async fn pass(g: &mut Gammu, now: DateTime<Utc>) -> Result<Pass, StoreError>
         .await?;
     g.ours.advance(ours.last().map(|e| e.id), ours.len(), BATCH);
     for e in ours {
-        if let Some(row) = store.by_dedupe_key(&dedupe_key(&e)).await? {
-            done.written_back += write_back(store, db, &e, &row, now).await?;
-        }
+        let r = our_row(store, db, &e, now, &mut done).await;
+        ends_alone(r, e.id)?;
     }
     let mut by_key: BTreeMap<String, Vec<Awaiting>> = BTreeMap::new();
     for a in db.awaiting(now - REPORT_WINDOW).await? {
         by_key.entry(awaiting_key(&a)).or_default().push(a);
     }
     for (key, waiting) in by_key {
-        let Some(row) = store.by_dedupe_key(&key).await? else {
+        let row = match store.by_dedupe_key(&key).await? {
+            Some(r) => Some(r),
+            // Its InsertIntoDB was not a time (MySQL's zero date): queued
+            // under the key without one, and sentitems got the send time.
+            None => store.by_dedupe_key(&bare_key(waiting[0].id)).await?,
+        };
+        let Some(row) = row else {
             continue;
         };
         let parts = store.part_reports(row.id).await?;
@@ -185,7 +163,8 @@ pub async fn pass(g: &mut Gammu, now: DateTime<Utc>) -> Result<Pass, StoreError>
                 continue;
             };
             if let Some((status, at, err)) = delivery_update(&sent_part(p)) {
-                db.set_delivery(&a, status, at.as_deref(), err).await?;
+                let r = db.set_delivery(&a, status, at.as_deref(), err).await;
+                ends_alone(r, a.id)?;
                 done.reports += 1;
             }
         }
@@ -196,7 +175,7 @@ pub async fn pass(g: &mut Gammu, now: DateTime<Utc>) -> Result<Pass, StoreError>
         DateTime::<Utc>::UNIX_EPOCH
     };
     for (id, m) in store
-        .inbox_after(g.inbox.value, since, i64::from(BATCH))
+        .inbox_after(g.inbox.value, since, now - SETTLED, i64::from(BATCH))
         .await?
     {
         match db.insert_inbox(&inbox_item(id, &m), &g.schema).await {
@@ -212,9 +191,113 @@ pub async fn pass(g: &mut Gammu, now: DateTime<Utc>) -> Result<Pass, StoreError>
             Err(e) => warn!(id, error = %e, "incoming message not copied to gammu's inbox"),
         }
         g.inbox.value = id;
+        g.inbox.save(store).await?;
     }
-    g.inbox.save(store).await?;
     Ok(done)
+}
+
+/// A row whose statement fails for a reason of its own (a value gammu's
+/// table refuses) ends alone: logged, tried again at the next pass, and the
+/// rows behind it go on. Only an error of the connection stops the pass.
+fn ends_alone(r: Result<(), StoreError>, gammu_id: i64) -> Result<(), StoreError> {
+    match r {
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => {
+            warn!(gammu_id, error = %e, "gammu row not handled: tried again at the next pass");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// A row smsgw has not locked: queued once it holds gammu's lock.
+async fn new_row(
+    store: &Store,
+    db: &GammuDb,
+    e: &super::Entry,
+    now: DateTime<Utc>,
+    done: &mut Pass,
+) -> Result<(), StoreError> {
+    match store.by_dedupe_key(&dedupe_key(e)).await? {
+        None => match pickup(e, now, &Local) {
+            Pickup::Queue(m) => {
+                // gammu's own compare-and-set on SendingTimeOut: a
+                // gammu-smsd running beside smsgw that took the row since it
+                // was read keeps it, and smsgw leaves it.
+                if !db.claim(e.id, now, now + LOCK_AHEAD).await? {
+                    info!(
+                        gammu_id = e.id,
+                        "gammu outbox row locked by another daemon: left to it"
+                    );
+                    return Ok(());
+                }
+                crate::failpoint::hit("gammu_after_claim");
+                queue(store, db, e, &m, now, done).await
+            }
+            Pickup::Wait => Ok(()),
+            Pickup::Reject(why) => {
+                done.rejected += 1;
+                reject(db, e, &why, now, "it cannot be sent").await
+            }
+        },
+        // Queued by smsgw, which was killed before it locked the row.
+        Some(row) => {
+            db.stamp(e.id, now + LOCK_AHEAD).await?;
+            done.written_back += write_back(store, db, e, &row, now).await?;
+            Ok(())
+        }
+    }
+}
+
+/// A row smsgw has locked: its outcome written back once final, or queued if
+/// smsgw was killed between the lock and the queueing.
+async fn our_row(
+    store: &Store,
+    db: &GammuDb,
+    e: &super::Entry,
+    now: DateTime<Utc>,
+    done: &mut Pass,
+) -> Result<(), StoreError> {
+    match store.by_dedupe_key(&dedupe_key(e)).await? {
+        Some(row) => {
+            done.written_back += write_back(store, db, e, &row, now).await?;
+            Ok(())
+        }
+        None => match pickup(e, now, &Local) {
+            Pickup::Queue(m) => queue(store, db, e, &m, now, done).await,
+            Pickup::Wait => Ok(()),
+            Pickup::Reject(why) => {
+                done.rejected += 1;
+                reject(db, e, &why, now, "it cannot be sent").await
+            }
+        },
+    }
+}
+
+/// Queues a row smsgw holds the lock of (a repeat finds it by its key).
+async fn queue(
+    store: &Store,
+    db: &GammuDb,
+    e: &super::Entry,
+    m: &crate::store::NewMessage,
+    now: DateTime<Utc>,
+    done: &mut Pass,
+) -> Result<(), StoreError> {
+    match store.enqueue(m).await {
+        Ok(q) => {
+            crate::failpoint::hit("gammu_after_enqueue");
+            info!(gammu_id = e.id, id = q.id, "gammu outbox row queued");
+            done.queued += 1;
+            Ok(())
+        }
+        Err(err) if err.is_transient() => Err(err),
+        // A value smsgw's own table refuses (too long, a time out of range,
+        // a NUL): this row ends alone, the rest go on.
+        Err(err) => {
+            done.rejected += 1;
+            reject(db, e, &err.to_string(), now, "smsgw's outbox refused it").await
+        }
+    }
 }
 
 /// A row that will not be sent goes where gammu puts it: `sentitems` with
@@ -227,8 +310,21 @@ async fn reject(
     because: &str,
 ) -> Result<(), StoreError> {
     warn!(gammu_id = e.id, reason = %why, "gammu outbox row rejected ({because}): moved to sentitems with Status Error");
-    if let Some(items) = sent_items(e, None, &[], now) {
-        db.write_back(e.id, &items).await?;
+    if let Some(mut items) = sent_items(e, None, &[], now) {
+        if let Err(err) = db.write_back(e.id, &items).await {
+            if err.is_transient() {
+                return Err(err);
+            }
+            // The text itself is what gammu's table refuses (too long for
+            // it): the row goes with the reason in smsgw's log, without it.
+            warn!(gammu_id = e.id, error = %err, "sentitems refused the row's text: written without it");
+            for it in &mut items {
+                it.text.clear();
+                it.text_decoded.clear();
+                it.udh.clear();
+            }
+            db.write_back(e.id, &items).await?;
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use super::db::SmsServerDb;
 use super::{call, dedupe_key, inbound, outcome, pickup, status_report, Outcome};
-use crate::compat::{Layer, Rotor, Saved};
+use crate::compat::{Layer, Rotor, Saved, SETTLED};
 use crate::store::{ReportCursor, Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
@@ -27,12 +27,12 @@ pub async fn open(url: &str) -> anyhow::Result<SmsServerDb> {
 pub struct SmsServer {
     pub store: Store,
     pub db: SmsServerDb,
-    /// The last smsgw inbox row and call copied, and the last report
-    /// (its time in microseconds, then its part id): kept in `compat_cursors`.
+    /// The last smsgw inbox row and call copied, and the last report (the
+    /// time it was recorded in microseconds, then its part id): kept in
+    /// `compat_cursors`.
     pub inbox: Saved,
     pub calls: Saved,
-    pub report_at: Saved,
-    pub report_part: Saved,
+    pub reports: Saved,
     /// Where the walk through the `Q` rows has got to.
     pub queued: Rotor,
 }
@@ -44,8 +44,7 @@ impl SmsServer {
         Ok(SmsServer {
             inbox: Saved::load(&store, "smsserver:inbox", 0).await?,
             calls: Saved::load(&store, "smsserver:calls", 0).await?,
-            report_at: Saved::load(&store, "smsserver:report_at", first).await?,
-            report_part: Saved::load(&store, "smsserver:report_part", 0).await?,
+            reports: Saved::load(&store, "smsserver:reports", first).await?,
             queued: Rotor::default(),
             store,
             db,
@@ -121,11 +120,11 @@ pub async fn pass(l: &mut SmsServer, now: DateTime<Utc>) -> Result<Pass, StoreEr
         }
     }
     let after = ReportCursor {
-        at: DateTime::from_timestamp_micros(l.report_at.value).unwrap_or_default(),
-        part_id: l.report_part.value,
+        at: DateTime::from_timestamp_micros(l.reports.value).unwrap_or_default(),
+        part_id: l.reports.part,
     };
     for r in store
-        .reports_after("smsserver:", after, i64::from(BATCH))
+        .reports_after("smsserver:", after, now - SETTLED, i64::from(BATCH))
         .await?
     {
         if let Some(s) = status_report(&r.report.part.recipient, &r.report) {
@@ -138,10 +137,9 @@ pub async fn pass(l: &mut SmsServer, now: DateTime<Utc>) -> Result<Pass, StoreEr
                 }
             }
         }
-        // The pair moves together: the time, then the part id within it
-        // (which may go down from one time to the next).
-        l.report_at.value = r.cursor.at.timestamp_micros();
-        l.report_part.value = r.cursor.part_id;
+        l.reports.value = r.cursor.at.timestamp_micros();
+        l.reports.part = r.cursor.part_id;
+        l.reports.save(store).await?;
     }
     let since = if l.inbox.is_first() {
         now - WINDOW
@@ -149,7 +147,7 @@ pub async fn pass(l: &mut SmsServer, now: DateTime<Utc>) -> Result<Pass, StoreEr
         DateTime::<Utc>::UNIX_EPOCH
     };
     for (id, m) in store
-        .inbox_after(l.inbox.value, since, i64::from(BATCH))
+        .inbox_after(l.inbox.value, since, now - SETTLED, i64::from(BATCH))
         .await?
     {
         match db.smsserver_insert_in(&inbound(&m, now)).await {
@@ -159,8 +157,12 @@ pub async fn pass(l: &mut SmsServer, now: DateTime<Utc>) -> Result<Pass, StoreEr
             Err(e) => warn!(id, error = %e, "incoming message not copied to smsserver_in"),
         }
         l.inbox.value = id;
+        l.inbox.save(store).await?;
     }
-    for (id, c) in store.calls_after(l.calls.value, i64::from(BATCH)).await? {
+    for (id, c) in store
+        .calls_after(l.calls.value, now - SETTLED, i64::from(BATCH))
+        .await?
+    {
         match db.smsserver_insert_call(&call(&c)).await {
             Ok(true) => done.calls += 1,
             Ok(false) => {}
@@ -168,14 +170,7 @@ pub async fn pass(l: &mut SmsServer, now: DateTime<Utc>) -> Result<Pass, StoreEr
             Err(e) => warn!(id, error = %e, "call not copied to smsserver_calls"),
         }
         l.calls.value = id;
-    }
-    for c in [
-        &mut l.inbox,
-        &mut l.calls,
-        &mut l.report_at,
-        &mut l.report_part,
-    ] {
-        c.save(store).await?;
+        l.calls.save(store).await?;
     }
     Ok(done)
 }
