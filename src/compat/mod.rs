@@ -106,7 +106,9 @@ pub struct Saved {
 /// How old a row of smsgw's must be before a layer copies it: rows written
 /// by two instances at once may commit out of id order, and one that
 /// commits a moment after a higher id was read would be passed over.
-pub const SETTLED: chrono::Duration = chrono::Duration::seconds(5);
+/// Longer than a write may wait for the database (10 s) and than the clock
+/// skew smsgw accepts between instances.
+pub const SETTLED: chrono::Duration = chrono::Duration::seconds(15);
 
 impl Saved {
     /// The cursor `name`, or `first` for a layer that has never moved it.

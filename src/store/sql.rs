@@ -247,8 +247,13 @@ const FORGET_DONE_FRAGMENTS: &str = "DELETE FROM inbox_fragments_done WHERE done
 const REPORT_CANDIDATES: &str = "SELECT outbox_id, seq, recipient FROM outbox_parts
      WHERE modem = ? AND mr = ? AND submitted_at >= ? ORDER BY submitted_at DESC, id DESC";
 
-const UPDATE_PART: &str =
-    "UPDATE outbox_parts SET status = ?, tp_status = ?, report_at = ?, discharge_at = ?
+/// `report_at` is when the part's status was last recorded; the same report
+/// recorded again (a journal replayed, a retry after a commit whose answer
+/// was lost) leaves it, so a reader of reports in recording order gets each
+/// once. First in the SET list: MySQL reads the columns already set.
+const UPDATE_PART: &str = "UPDATE outbox_parts
+     SET report_at = CASE WHEN status = ? AND tp_status = ? THEN report_at ELSE ? END,
+         status = ?, tp_status = ?, discharge_at = ?
      WHERE outbox_id = ? AND seq = ?";
 
 const PART_STATUSES: &str = "SELECT status, total FROM outbox_parts WHERE outbox_id = ?";
@@ -891,19 +896,8 @@ where
     /// order and written together; never back, so two instances copying the
     /// same rows leave it at the furthest.
     pub async fn set_cursor(&self, name: &str, value: i64, part: i64) -> Result<()> {
-        const UPDATE: &str = "UPDATE compat_cursors SET value = ?, part = ?
-             WHERE name = ? AND (value < ? OR (value = ? AND part < ?))";
         const INSERT: &str = "INSERT INTO compat_cursors (name, value, part) VALUES (?, ?, ?)";
-        let r = sqlx::query(Self::q(UPDATE))
-            .bind(value)
-            .bind(part)
-            .bind(name)
-            .bind(value)
-            .bind(value)
-            .bind(part)
-            .execute(&self.pool)
-            .await?;
-        if DB::rows_affected(&r) > 0 || self.cursor(name).await?.is_some() {
+        if self.cursor_forward(name, value, part).await? > 0 || self.cursor(name).await?.is_some() {
             return Ok(());
         }
         match sqlx::query(Self::q(INSERT))
@@ -914,11 +908,27 @@ where
             .await
         {
             Ok(_) => Ok(()),
-            // Another instance inserted it first: its value stands, ours is
-            // written at the next move.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()),
+            // Another instance inserted it first: move it on from there.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                self.cursor_forward(name, value, part).await.map(|_| ())
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn cursor_forward(&self, name: &str, value: i64, part: i64) -> Result<u64> {
+        const UPDATE: &str = "UPDATE compat_cursors SET value = ?, part = ?
+             WHERE name = ? AND (value < ? OR (value = ? AND part < ?))";
+        let r = sqlx::query(Self::q(UPDATE))
+            .bind(value)
+            .bind(part)
+            .bind(name)
+            .bind(value)
+            .bind(value)
+            .bind(part)
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&r))
     }
 
     fn part_report(r: &DB::Row) -> Result<PartReport> {
@@ -1311,6 +1321,8 @@ where
             .bind(u.status.as_str())
             .bind(i32::from(u.tp_status))
             .bind(Ts(u.report_at))
+            .bind(u.status.as_str())
+            .bind(i32::from(u.tp_status))
             .bind(Ts(u.discharge_at))
             .bind(id)
             .bind(seq)

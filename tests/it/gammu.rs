@@ -790,6 +790,37 @@ async fn held_rows_send_days_and_local_time(backend: &'static str) {
     .await;
     let texts = g.sql(&format!("SELECT {} FROM inbox", q("TextDecoded")));
     assert_eq!(texts, ["收到"], "the deleted message came back");
+    if backend == "sqlite" {
+        // A writer that puts no time in InsertIntoDB, and an ID that comes
+        // round again: the second message is not taken for the first.
+        let row = |text: &str| {
+            g.sql(&format!(
+                "INSERT INTO outbox (ID, DestinationNumber, TextDecoded, InsertIntoDB, CreatorID) \
+                 VALUES (900000, '13800138104', '{text}', 'soon', 't')"
+            ))
+        };
+        row("first");
+        wait_for("the first row with ID 900000 sent", 30, &log, || {
+            sent("13800138104") == 1
+                && g.sql("SELECT COUNT(*) FROM outbox WHERE ID = 900000") == ["0"]
+        })
+        .await;
+        row("second");
+        wait_for("the reused ID ended", 30, &log, || {
+            g.sql("SELECT COUNT(*) FROM outbox WHERE ID = 900000") == ["0"]
+        })
+        .await;
+        assert_eq!(
+            sent("13800138104"),
+            1,
+            "the reused ID was not sent as the first"
+        );
+        let l = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            l.contains("ID 900000 and InsertIntoDB"),
+            "no reason given:\n{l}"
+        );
+    }
     drop(daemon);
     drop(sims);
     drop_all(backend, drops).await;

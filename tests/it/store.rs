@@ -1564,6 +1564,31 @@ async fn compat_cursors_and_reports_after_them(s: &Store) {
         .await
         .unwrap()
         .is_empty());
+    // The same report recorded again (a journal replayed) is not new.
+    let again = ReportUpdate {
+        modem: "m1".into(),
+        mr: 10,
+        recipient: "+8613800138000".into(),
+        since: now - CDuration::hours(1),
+        tp_status: 0,
+        status: Delivery::Delivered,
+        report_at: now + CDuration::seconds(30),
+        discharge_at: now,
+    };
+    assert_eq!(s.apply_report(&again).await.unwrap(), Some(ids[0]));
+    let after = s
+        .reports_after(
+            "smsserver:",
+            rest[0].cursor,
+            now + CDuration::minutes(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(
+        after.is_empty(),
+        "a repeated report came back as new: {after:?}"
+    );
 }
 
 /// Pickup without a poll: another system's INSERT wakes the store's watch within

@@ -40,7 +40,7 @@ pub const GAMMU_LOCK: Duration = Duration::minutes(15);
 pub type GammuDb = Foreign;
 
 /// The columns read from `outbox`, in this order.
-const OUTBOX_COLS: [&str; 17] = [
+const OUTBOX_COLS: [&str; 18] = [
     "ID",
     "InsertIntoDB",
     "SendingDateTime",
@@ -58,8 +58,9 @@ const OUTBOX_COLS: [&str; 17] = [
     "Coding",
     "UDH",
     "Class",
+    "SendingTimeOut",
 ];
-const TIME_COLS: [&str; 2] = ["InsertIntoDB", "SendingDateTime"];
+const TIME_COLS: [&str; 3] = ["InsertIntoDB", "SendingDateTime", "SendingTimeOut"];
 const PART_COLS: [&str; 7] = [
     "ID",
     "SequencePosition",
@@ -162,14 +163,16 @@ impl Foreign {
                 let (cond, times) = self.unlocked(now);
                 (cond, times, None)
             }
+            // No further ahead than smsgw sets it: a row someone parked
+            // with a lock years ahead is neither new nor smsgw's.
             Slice::Ours { now, after } => (
                 format!(
-                    "{} >= {} AND {} > ?",
-                    self.c("SendingTimeOut"),
-                    self.time_in(),
-                    self.c("ID")
+                    "{lock} >= {t} AND {lock} <= {t} AND {} > ?",
+                    self.c("ID"),
+                    lock = self.c("SendingTimeOut"),
+                    t = self.time_in(),
                 ),
-                vec![now + OURS],
+                vec![now + OURS, now + LOCK_AHEAD + Duration::days(1)],
                 Some(after),
             ),
         };
@@ -206,6 +209,7 @@ impl Foreign {
                 insert_into_db: None,
                 inserted_at: None,
                 sending_datetime: None,
+                sending_timeout: None,
                 send_before: take(3),
                 send_after: take(4),
                 destination: take(5),
@@ -215,7 +219,7 @@ impl Foreign {
                 delivery_report: take(9),
                 creator_id: take(10),
                 priority: take(11),
-                send_days: if schema.send_days { take(17) } else { None },
+                send_days: if schema.send_days { take(18) } else { None },
                 parts: vec![Part {
                     seq: Some("1".into()),
                     text: take(12),
@@ -225,6 +229,7 @@ impl Foreign {
                     class: take(16),
                 }],
             };
+            e.sending_timeout = self.time_read(take(17));
             e.insert_into_db = take(1);
             e.inserted_at = self.time_read(e.insert_into_db.clone());
             e.sending_datetime = self.time_read(take(2));
@@ -403,14 +408,15 @@ impl Foreign {
     pub async fn insert_inbox(&self, m: &InboxItem, schema: &Schema) -> Result<bool> {
         let c = |n| self.c(n);
         let received = self.time_out(&m.receiving_datetime);
-        let exists = self.ph(&format!(
-            "SELECT COUNT(*) FROM inbox WHERE {} = ? AND {} = {} AND {} = ? AND {} = ?",
+        let same = format!(
+            "{} = ? AND {} = {} AND {} = ? AND {} = ?",
             c("SenderNumber"),
             c("ReceivingDateTime"),
             self.time_in(),
             c("RecipientID"),
             c("TextDecoded")
-        ));
+        );
+        let exists = self.ph(&format!("SELECT COUNT(*) FROM inbox WHERE {same}"));
         let n: i64 = on_pool!(self, p => {
             sqlx::query_scalar(sqlx::AssertSqlSafe(exists))
                 .bind(m.sender.clone())
@@ -420,68 +426,69 @@ impl Foreign {
                 .fetch_one(p)
                 .await?
         });
-        if n > 0 {
-            return Ok(false);
+        if n == 0 {
+            let processed = if self.is_pg() { "false" } else { "'false'" };
+            // Schema 18: the whole message is one group of one part.
+            let (group_cols, group_vals) = if schema.inbox_groups {
+                (
+                    format!(
+                        ", {}, {}, {}",
+                        c("MessageID"),
+                        c("SequencePosition"),
+                        c("PartCount")
+                    ),
+                    ", 0, 1, 1",
+                )
+            } else {
+                (String::new(), "")
+            };
+            let insert = self.ph(&format!(
+                "INSERT INTO inbox ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}{group_cols}) VALUES ({}, ?, ?, ?, '', '', -1, ?, ?, {processed}{group_vals})",
+                c("ReceivingDateTime"),
+                c("SenderNumber"),
+                c("Coding"),
+                c("Text"),
+                c("UDH"),
+                c("SMSCNumber"),
+                c("Class"),
+                c("TextDecoded"),
+                c("RecipientID"),
+                c("Processed"),
+                self.time_in()
+            ));
+            on_pool!(self, p => {
+                sqlx::query(sqlx::AssertSqlSafe(insert))
+                    .bind(received.clone())
+                    .bind(m.sender.clone())
+                    .bind(m.coding)
+                    .bind(m.text.clone())
+                    .bind(m.text_decoded.clone())
+                    .bind(m.recipient_id.clone())
+                    .execute(p)
+                    .await?;
+            });
         }
-        let processed = if self.is_pg() { "false" } else { "'false'" };
-        // Schema 18: the whole message is one group of one part.
-        let (group_cols, group_vals) = if schema.inbox_groups {
-            (
-                format!(
-                    ", {}, {}, {}",
-                    c("MessageID"),
-                    c("SequencePosition"),
-                    c("PartCount")
-                ),
-                ", ?, 1, 1",
-            )
-        } else {
-            (String::new(), "")
-        };
-        let insert = self.ph(&format!(
-            "INSERT INTO inbox ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}{group_cols}) VALUES ({}, ?, ?, ?, '', '', -1, ?, ?, {processed}{group_vals})",
-            c("ReceivingDateTime"),
-            c("SenderNumber"),
-            c("Coding"),
-            c("Text"),
-            c("UDH"),
-            c("SMSCNumber"),
-            c("Class"),
-            c("TextDecoded"),
-            c("RecipientID"),
-            c("Processed"),
-            self.time_in()
-        ));
-        let groups = schema.inbox_groups;
-        on_pool!(self, p => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert))
-                .bind(received.clone())
-                .bind(m.sender.clone())
-                .bind(m.coding)
-                .bind(m.text.clone())
-                .bind(m.text_decoded.clone())
-                .bind(m.recipient_id.clone());
-            if groups {
-                q = q.bind(-m.message_id);
-            }
-            q.execute(p).await?;
-        });
-        if groups {
+        if schema.inbox_groups {
             // gammu's MessageID is the row's own ID (that of a message's
-            // first part): the row was written with a marker of its own,
-            // which becomes it. A kill between the two leaves the marker,
-            // still one message's alone.
+            // first part). Set after the insert, and again over a row a kill
+            // left at 0: gammu-smsd's own rows never have 0.
             let sql = self.ph(&format!(
-                "UPDATE inbox SET {} = {} WHERE {} = ?",
+                "UPDATE inbox SET {} = {} WHERE {} = 0 AND {same}",
                 c("MessageID"),
                 c("ID"),
                 c("MessageID")
             ));
             on_pool!(self, p => {
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(-m.message_id).execute(p).await?;
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(m.sender.clone())
+                    .bind(received.clone())
+                    .bind(m.recipient_id.clone())
+                    .bind(m.text_decoded.clone())
+                    .execute(p)
+                    .await?;
             });
         }
-        Ok(true)
+        Ok(n == 0)
     }
 
     /// Refreshes a modem's `phones` row, inserting it the first time.

@@ -57,6 +57,8 @@ pub struct Entry {
     /// (the SQL layer converts each backend's own time).
     pub inserted_at: Option<String>,
     pub sending_datetime: Option<String>,
+    /// gammu's lock, UTC.
+    pub sending_timeout: Option<String>,
     pub send_before: Option<String>,
     pub send_after: Option<String>,
     pub destination: Option<String>,
@@ -86,6 +88,14 @@ pub fn dedupe_key(e: &Entry) -> String {
     }
     let at: String = raw.chars().filter(char::is_ascii_digit).collect();
     format!("gammu:{}:{at}", e.id)
+}
+
+/// Whether no daemon holds gammu's lock on the row (NULL, or run out).
+pub fn unlocked(e: &Entry, now: DateTime<Utc>) -> bool {
+    match e.sending_timeout.as_deref().map(str::trim) {
+        None | Some("") => true,
+        Some(t) => crate::store::ts::parse_time(t).is_none_or(|t| t <= now),
+    }
 }
 
 /// The dedupe key of a gammu row whose `InsertIntoDB` is not a time.

@@ -236,11 +236,36 @@ async fn new_row(
             }
             Pickup::Wait => Ok(()),
             Pickup::Reject(why) => {
+                // Locked first: a reject that gammu's table refuses to take
+                // is then tried again from the walked slice, never in front
+                // of the new rows.
+                if !db.claim(e.id, now, now + LOCK_AHEAD).await? {
+                    return Ok(());
+                }
                 done.rejected += 1;
                 reject(db, e, &why, now, "it cannot be sent").await
             }
         },
-        // Queued by smsgw, which was killed before it locked the row.
+        // smsgw has a message with this key, final, and the row is not
+        // locked: not a row smsgw left (it locks before it queues) but a new
+        // one reusing an ID, with an InsertIntoDB that does not tell them
+        // apart. It cannot be queued under the same key: it ends with the
+        // reason, never taken for the message already sent.
+        Some(row) if row.state.is_final() && super::unlocked(e, now) => {
+            if !db.claim(e.id, now, now + LOCK_AHEAD).await? {
+                return Ok(());
+            }
+            done.rejected += 1;
+            let why = format!(
+                "ID {} and InsertIntoDB {:?} are those of a message smsgw already ended (its id {}): write the row with its own InsertIntoDB",
+                e.id,
+                e.insert_into_db.as_deref().unwrap_or("NULL"),
+                row.id
+            );
+            reject(db, e, &why, now, "its ID comes round again").await
+        }
+        // smsgw's lock running out (or a row queued by an earlier smsgw
+        // that locked after queueing): locked again, written back if final.
         Some(row) => {
             db.stamp(e.id, now + LOCK_AHEAD).await?;
             done.written_back += write_back(store, db, e, &row, now).await?;
