@@ -356,23 +356,33 @@ impl Daemon {
             |r: Result<(), String>| r.err(),
         );
         if let Some(db) = gammu {
-            let layer = crate::compat::gammu::sync::Gammu::new(store.clone(), db, fleet.clone())
-                .await
-                .context("reading the gammu layer's cursor")?;
+            let (s, f) = (store.clone(), fleet.clone());
+            let make =
+                move || crate::compat::gammu::sync::Gammu::new(s.clone(), db.clone(), f.clone());
             supervisor.watch(
                 "the gammu tables".into(),
-                tokio::spawn(crate::compat::run(layer, gammu_poll, stop_rx.clone())),
+                tokio::spawn(crate::compat::run(
+                    store.clone(),
+                    make,
+                    gammu_poll,
+                    stop_rx.clone(),
+                )),
                 |r: Result<(), String>| r.err(),
             );
             info!("serving gammu-smsd's tables");
         }
         if let Some(db) = smsserver {
-            let layer = crate::compat::smsserver::sync::SmsServer::new(store.clone(), db)
-                .await
-                .context("reading the SMSServer layer's cursors")?;
+            let s = store.clone();
+            let make =
+                move || crate::compat::smsserver::sync::SmsServer::new(s.clone(), db.clone());
             supervisor.watch(
                 "the SMSServer tables".into(),
-                tokio::spawn(crate::compat::run(layer, gammu_poll, stop_rx.clone())),
+                tokio::spawn(crate::compat::run(
+                    store.clone(),
+                    make,
+                    gammu_poll,
+                    stop_rx.clone(),
+                )),
                 |r: Result<(), String>| r.err(),
             );
             info!("serving SMSServer's tables");

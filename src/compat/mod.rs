@@ -24,47 +24,107 @@ use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// A layer's work: one pass over its tables at `now`. Every step of a pass
 /// is idempotent, so a pass cut short anywhere (an error, a kill) is finished
 /// by the next.
 pub trait Layer {
-    /// For the logs ("the gammu tables").
+    /// For the logs ("the gammu tables"), and the name of the layer's lock.
     const NAME: &'static str;
     fn pass(&mut self, now: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Runs `layer`'s passes every `poll` until `stop`. A failing pass is logged
-/// (at most once a minute while it keeps failing the same way) and tried
-/// again at the next poll: another tool's database being away never stops
-/// smsgw's own sending.
-pub async fn run<L: Layer>(
-    mut layer: L,
+/// How often a standing-by instance tries the layer's lock, and the holder
+/// checks it still has it.
+const LOCK_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs a layer's passes every `poll` until `stop`, on one instance at a time:
+/// the layer holds a lock in smsgw's database (an advisory lock on
+/// PostgreSQL, a named lock on MariaDB), and another instance on the same
+/// database stands by until it is free. Two copying at once would each write
+/// a message, and a reader deleting between the two would get it twice.
+/// `make` builds the layer once the lock is held, so it starts from the
+/// cursors its predecessor saved. A failing pass is logged (at most once a
+/// minute while it keeps failing the same way) and tried again at the next
+/// poll: another tool's database being away never stops smsgw's own sending.
+pub async fn run<L, F, Fut>(
+    store: Store,
+    mut make: F,
     poll: Duration,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), String>
+where
+    L: Layer,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<L, StoreError>>,
+{
     let mut last_error: Option<(String, Instant)> = None;
+    let note = |last: &mut Option<(String, Instant)>, e: &StoreError, what: &str| {
+        let msg = e.to_string();
+        let repeat = last
+            .as_ref()
+            .is_some_and(|(m, at)| *m == msg && at.elapsed() < Duration::from_secs(60));
+        if !repeat {
+            warn!(error = %msg, transient = e.is_transient(), "{}: {what}; trying again", L::NAME);
+            *last = Some((msg, Instant::now()));
+        }
+    };
+    let mut standing_by = false;
     loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        match layer.pass(Utc::now()).await {
-            Ok(()) => last_error = None,
-            Err(e) => {
-                let msg = e.to_string();
-                let repeat = last_error
-                    .as_ref()
-                    .is_some_and(|(m, at)| *m == msg && at.elapsed() < Duration::from_secs(60));
-                if !repeat {
-                    warn!(error = %msg, transient = e.is_transient(), "{}: pass failed; trying again", L::NAME);
-                    last_error = Some((msg, Instant::now()));
-                }
+        // The lock, then the layer.
+        let (mut lock, mut layer) = loop {
+            if *stop.borrow() {
+                return Ok(());
             }
+            match store.lock_instance(&format!("layer {}", L::NAME)).await {
+                Ok(Some(lock)) => match make().await {
+                    Ok(layer) => break (lock, layer),
+                    Err(e) => note(&mut last_error, &e, "cannot start"),
+                },
+                Ok(None) => {
+                    if !standing_by {
+                        info!(
+                            "{}: another smsgw instance serves them; standing by",
+                            L::NAME
+                        );
+                        standing_by = true;
+                    }
+                }
+                Err(e) => note(&mut last_error, &e, "cannot take the layer's lock"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LOCK_EVERY) => {}
+                _ = stop.changed() => {}
+            }
+        };
+        if standing_by {
+            info!("{}: the other instance let go; serving them", L::NAME);
+            standing_by = false;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = stop.changed() => {}
+        let mut checked = Instant::now();
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            if checked.elapsed() >= LOCK_EVERY {
+                if !lock.alive().await {
+                    warn!(
+                        "{}: the layer's lock was lost with its session; taking it again",
+                        L::NAME
+                    );
+                    break;
+                }
+                checked = Instant::now();
+            }
+            match layer.pass(Utc::now()).await {
+                Ok(()) => last_error = None,
+                Err(e) => note(&mut last_error, &e, "pass failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
         }
     }
 }

@@ -826,6 +826,83 @@ async fn held_rows_send_days_and_local_time(backend: &'static str) {
     drop_all(backend, drops).await;
 }
 
+/// Two smsgw instances on one PostgreSQL, both with the gammu layer on: one
+/// serves gammu's tables and the other stands by; killed, the first hands
+/// over, and the second copies what comes after from where it stopped.
+#[tokio::test]
+async fn gammu_postgres_one_instance_serves_the_tables_and_another_takes_over() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let Some((url, g, drops)) = setup("postgres", d).await else {
+        return;
+    };
+    g.create_tables();
+    let (da, db) = (d.join("a"), d.join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let mut sims = Reap(vec![sim(&da, "s1", &[]), sim(&db, "s2", &[])]);
+    let (cfg_a, cfg_b) = (
+        write_config(&da, &url, &g, &["s1"]),
+        write_config(&db, &url, &g, &["s2"]),
+    );
+    let (log_a, log_b) = (cfg_a.with_extension("log"), cfg_b.with_extension("log"));
+    let mut a = Reap(vec![daemon(&cfg_a, None)]);
+    let _b = Reap(vec![daemon(&cfg_b, None)]);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    wait_for("one instance standing by", 30, &log_b, || {
+        read(&log_a).contains("standing by") || read(&log_b).contains("standing by")
+    })
+    .await;
+    let inbox = || g.sql("SELECT \"TextDecoded\" FROM inbox ORDER BY \"ID\"");
+    // A's modem receives; whichever instance serves the tables copies it.
+    writeln!(
+        sims.0[0].stdin.as_mut().unwrap(),
+        "incoming +8613912345678 one"
+    )
+    .unwrap();
+    wait_for("the first message in gammu's inbox", 40, &log_a, || {
+        inbox().len() == 1
+    })
+    .await;
+    assert!(
+        !(read(&log_a).contains("standing by") && read(&log_b).contains("standing by")),
+        "both stood by"
+    );
+    // Kill whichever serves; the other takes over.
+    let a_serves = read(&log_b).contains("standing by");
+    let (survivor_log, survivor_sim) = if a_serves {
+        for c in a.0.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        a.0.clear();
+        (log_b.clone(), 1)
+    } else {
+        drop(_b);
+        (log_a.clone(), 0)
+    };
+    writeln!(
+        sims.0[survivor_sim].stdin.as_mut().unwrap(),
+        "incoming +8613912345678 two"
+    )
+    .unwrap();
+    wait_for(
+        "the second message in gammu's inbox",
+        60,
+        &survivor_log,
+        || inbox().len() == 2,
+    )
+    .await;
+    assert_eq!(inbox(), ["one", "two"], "each message once");
+    if a_serves {
+        assert!(read(&survivor_log).contains("let go; serving them"));
+    }
+    drop(a);
+    drop(sims);
+    drop_all("postgres", drops).await;
+}
+
 #[tokio::test]
 async fn gammu_sqlite_held_rows_send_days_and_local_time() {
     held_rows_send_days_and_local_time("sqlite").await
