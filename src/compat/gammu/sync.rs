@@ -219,33 +219,7 @@ async fn new_row(
     done: &mut Pass,
 ) -> Result<(), StoreError> {
     match store.by_dedupe_key(&dedupe_key(e)).await? {
-        None => match pickup(e, now, &Local) {
-            Pickup::Queue(m) => {
-                // gammu's own compare-and-set on SendingTimeOut: a
-                // gammu-smsd running beside smsgw that took the row since it
-                // was read keeps it, and smsgw leaves it.
-                if !db.claim(e.id, now, now + LOCK_AHEAD).await? {
-                    info!(
-                        gammu_id = e.id,
-                        "gammu outbox row locked by another daemon: left to it"
-                    );
-                    return Ok(());
-                }
-                crate::failpoint::hit("gammu_after_claim");
-                queue(store, db, e, &m, now, done).await
-            }
-            Pickup::Wait => Ok(()),
-            Pickup::Reject(why) => {
-                // Locked first: a reject that gammu's table refuses to take
-                // is then tried again from the walked slice, never in front
-                // of the new rows.
-                if !db.claim(e.id, now, now + LOCK_AHEAD).await? {
-                    return Ok(());
-                }
-                done.rejected += 1;
-                reject(db, e, &why, now, "it cannot be sent").await
-            }
-        },
+        None => take(store, db, e, now, done, false).await,
         // smsgw has a message with this key, final, and the row is not
         // locked: not a row smsgw left (it locks before it queues) but a new
         // one reusing an ID, with an InsertIntoDB that does not tell them
@@ -288,14 +262,47 @@ async fn our_row(
             done.written_back += write_back(store, db, e, &row, now).await?;
             Ok(())
         }
-        None => match pickup(e, now, &Local) {
-            Pickup::Queue(m) => queue(store, db, e, &m, now, done).await,
-            Pickup::Wait => Ok(()),
-            Pickup::Reject(why) => {
-                done.rejected += 1;
-                reject(db, e, &why, now, "it cannot be sent").await
+        None => take(store, db, e, now, done, true).await,
+    }
+}
+
+/// A row smsgw has no message for: queued, or rejected, once smsgw holds
+/// gammu's lock on it (`locked`: it already does). The lock is gammu's own
+/// compare-and-set on `SendingTimeOut`: a gammu-smsd running beside smsgw
+/// that took the row since it was read keeps it. A reject is locked first
+/// too, so that one gammu's table refuses to take is tried again from the
+/// walked slice, never in front of the new rows.
+async fn take(
+    store: &Store,
+    db: &GammuDb,
+    e: &super::Entry,
+    now: DateTime<Utc>,
+    done: &mut Pass,
+    locked: bool,
+) -> Result<(), StoreError> {
+    let p = pickup(e, now, &Local);
+    if p == Pickup::Wait {
+        return Ok(());
+    }
+    if !locked && !db.claim(e.id, now, now + LOCK_AHEAD).await? {
+        info!(
+            gammu_id = e.id,
+            "gammu outbox row locked by another daemon: left to it"
+        );
+        return Ok(());
+    }
+    match p {
+        Pickup::Queue(m) => {
+            if !locked {
+                crate::failpoint::hit("gammu_after_claim");
             }
-        },
+            queue(store, db, e, &m, now, done).await
+        }
+        Pickup::Reject(why) => {
+            done.rejected += 1;
+            reject(db, e, &why, now, "it cannot be sent").await
+        }
+        Pickup::Wait => Ok(()),
     }
 }
 
