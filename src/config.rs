@@ -224,6 +224,13 @@ pub struct Database {
     /// database password, which `url` then leaves out. Without it, systemd's
     /// credential `database-password` (`LoadCredential=`) is used if present.
     pub password_file: Option<String>,
+    /// SQLite only: how each commit reaches the disk. `full` (the default)
+    /// syncs the write-ahead log at every commit, so a power cut loses no
+    /// commit; `extra` also syncs the directory at each; `normal` syncs only
+    /// at checkpoints, and a power cut then loses the last commits and sends
+    /// their messages again (named at start, in `smsgw status` and `smsgw
+    /// doctor --database`).
+    pub sqlite_synchronous: crate::store::SqliteSync,
 }
 
 impl Default for Database {
@@ -232,6 +239,7 @@ impl Default for Database {
             url: "sqlite:///var/lib/smsgw/outbox/smsgw.db".into(),
             migrate: true,
             password_file: None,
+            sqlite_synchronous: crate::store::SqliteSync::Full,
         }
     }
 }
@@ -869,6 +877,7 @@ mod tests {
             url: "postgres://smsgw@db/smsgw".into(),
             migrate: true,
             password_file: Some(f.display().to_string()),
+            ..Database::default()
         };
         assert_eq!(d.connect_url().unwrap(), "postgres://smsgw:s3cret@db/smsgw");
         std::fs::write(&f, "").unwrap();

@@ -161,6 +161,29 @@ pub fn modem_config(m: &crate::config::Modem) -> ModemConfig {
     mc
 }
 
+/// Names, at start, a database whose settings lose committed writes at a
+/// power cut: each such setting, its value, what it costs and the fix.
+async fn log_durability(store: &Store) {
+    match store.durability().await {
+        Ok(d) if d.durable() => {
+            info!(backend = d.backend, settings = %d.settings_line(), "the database keeps every commit through a power cut")
+        }
+        Ok(d) => {
+            for r in &d.risks {
+                warn!(
+                    backend = d.backend,
+                    setting = r.setting,
+                    value = r.value,
+                    fix = r.fix,
+                    "the database loses committed writes at a power cut: {}",
+                    r.loses
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read the database's durability settings"),
+    }
+}
+
 impl Daemon {
     /// Connects, migrates if configured, settles what a predecessor left,
     /// starts the modems, the recorder and the dispatcher.
@@ -195,13 +218,14 @@ impl Daemon {
         let state_dir = instance::state_dir();
         let file_lock = instance::lock(&state_dir, &owner)?;
         let url = cfg.database.connect_url()?;
-        let store = Store::connect(&url)
+        let store = Store::connect_with(&url, cfg.database.sqlite_synchronous)
             .await
             .context("[database] url: cannot connect")?
             .with_numbering(cfg.numbers.clone());
         if cfg.database.migrate {
             store.migrate().await.context("migrating the database")?;
         }
+        log_durability(&store).await;
         let db_lock = take_db_lock(&store, &owner).await?;
         let gammu_poll = cfg.compat.gammu_poll();
         let smsserver = match cfg.compat.smsserver_connect_url(&cfg.database)? {

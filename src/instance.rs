@@ -105,13 +105,15 @@ pub fn lock(dir: &Path, id: &str) -> Result<FileLock, LockError> {
         path: path.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
+    crate::durable::create_dir_all(dir).map_err(io)?;
+    let file = crate::durable::open_creating(
+        &path,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+    )
+    .map_err(io)?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(FileLock { _lock: l, path }),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held {

@@ -33,7 +33,8 @@
 //! - [`store`]: `model.rs` (states, outcomes, settling, pure), `contract.rs`
 //!   (the outbox contract's rules, pure), `number.rs` (E.164), `ts.rs` (times
 //!   on three backends), `watch.rs` (new rows noticed without a poll), `sql.rs` (the backend contract `Dialect` and every
-//!   operation's SQL once), `sqlite.rs`, `postgres.rs`, `mysql.rs` (what each
+//!   operation's SQL once), `durability.rs` (whether the database's settings
+//!   keep a commit through a power cut, pure), `sqlite.rs`, `postgres.rs`, `mysql.rs` (what each
 //!   dialect does its own way; migrations in `migrations/<backend>/`).
 //! - [`compat`]: drop-in layers for other tools' tables, translators at the
 //!   edge: `gammu/mod.rs` (gammu-smsd's rows to messages and back, pure),
@@ -47,6 +48,8 @@
 //! - [`hooks`]: programs run after a commit (gammu's RunOnReceive, RunOnSent,
 //!   RunOnFailure conventions), at most once, with a timeout.
 //! - [`instance`]: this process's stable identity and its file lock.
+//! - [`durable`]: files that survive a power cut (fsync of data and of the
+//!   directory that names them).
 //! - [`failpoint`]: named points where a crash test can kill the daemon.
 //! - [`control`]: the status socket: `proto.rs` (versioned NDJSON shared by
 //!   daemon and CLI), `server.rs`, `client.rs`, `auth.rs` (SO_PEERCRED).
@@ -71,6 +74,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dispatch;
+pub mod durable;
 pub mod failpoint;
 pub mod hooks;
 pub mod instance;

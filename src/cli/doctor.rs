@@ -2,6 +2,10 @@
 //! daemon's own modem layer against the port (so it sees exactly what the daemon
 //! would), then explains in plain words what is wrong and what to do. Needs no
 //! daemon and no database; the port must not be in use by a running daemon.
+//!
+//! `smsgw doctor --config FILE` (or `--database URL`) checks the database
+//! instead: whether its settings keep every commit through a power cut
+//! (`store::durability`), each one that does not named with its fix.
 
 use crate::modem::{self, ModemConfig, ModemState, ModemStatus, Secret};
 use clap::Args;
@@ -12,8 +16,16 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// The serial port (prefer /dev/serial/by-id/...).
+    #[arg(long, required_unless_present_any = ["database", "config"])]
+    pub device: Option<String>,
+    /// Check this database's durability settings (a url without a password;
+    /// for one with a password, use --config).
+    #[arg(long, conflicts_with = "config")]
+    pub database: Option<String>,
+    /// Check the database of this configuration file ([database] url,
+    /// password_file, sqlite_synchronous).
     #[arg(long)]
-    pub device: String,
+    pub config: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 115_200)]
     pub baud: u32,
     /// Read the SIM PIN from the first line of standard input (never printed).
@@ -205,6 +217,54 @@ fn pin_of(a: &DoctorArgs) -> Result<Option<Secret>, String> {
         .map(Secret))
 }
 
+/// Pure: what a database's durability settings mean for an operator.
+pub fn diagnose_database(d: &crate::store::durability::Durability) -> Vec<Finding> {
+    let mut f = Vec::new();
+    if d.durable() {
+        f.push(Finding::Ok(format!(
+            "{} keeps every commit through a power cut ({})",
+            d.backend,
+            d.settings_line()
+        )));
+    }
+    for r in &d.risks {
+        f.push(Finding::Problem(format!(
+            "{} {} = {}: {}. Fix: {}",
+            d.backend, r.setting, r.value, r.loses, r.fix
+        )));
+    }
+    f
+}
+
+/// The database's findings: connects as the daemon would, migrates nothing.
+async fn check_database(a: &DoctorArgs) -> Vec<Finding> {
+    let (url, sync) = match (&a.database, &a.config) {
+        (Some(u), _) => (u.clone(), crate::store::SqliteSync::Full),
+        (None, Some(path)) => {
+            let cfg = match crate::config::Config::load(Some(path)) {
+                Ok(c) => c,
+                Err(e) => return vec![Finding::Problem(format!("{}: {e}", path.display()))],
+            };
+            match cfg.database.connect_url() {
+                Ok(u) => (u, cfg.database.sqlite_synchronous),
+                Err(e) => return vec![Finding::Problem(e.to_string())],
+            }
+        }
+        (None, None) => return Vec::new(),
+    };
+    let shown = crate::store::redact_url(&url);
+    let store = match crate::store::Store::connect_with(&url, sync).await {
+        Ok(s) => s,
+        Err(e) => return vec![Finding::Problem(format!("cannot connect to {shown}: {e}"))],
+    };
+    match store.durability().await {
+        Ok(d) => diagnose_database(&d),
+        Err(e) => vec![Finding::Problem(format!(
+            "cannot read the durability settings of {shown}: {e}"
+        ))],
+    }
+}
+
 pub fn run(a: DoctorArgs) -> anyhow::Result<ExitCode> {
     let pin = match pin_of(&a) {
         Ok(p) => p,
@@ -216,11 +276,16 @@ pub fn run(a: DoctorArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let status = rt.block_on(probe(&a, pin));
-    let findings = diagnose(&status, &a.device, a.baud);
-    print!("{}", render(&findings));
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+    let mut findings = rt.block_on(check_database(&a));
+    if let Some(device) = &a.device {
+        let status = rt.block_on(probe(&a, device, pin));
+        findings.extend(diagnose(&status, device, a.baud));
+        print!("{}", render(&findings));
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+    } else {
+        print!("{}", render(&findings));
     }
     let problems = findings
         .iter()
@@ -246,8 +311,8 @@ pub fn render(findings: &[Finding]) -> String {
 }
 
 /// Runs the modem layer until it has initialised and polled the network once.
-async fn probe(a: &DoctorArgs, pin: Option<Secret>) -> ModemStatus {
-    let mut cfg = ModemConfig::new("doctor", a.device.clone());
+async fn probe(a: &DoctorArgs, device: &str, pin: Option<Secret>) -> ModemStatus {
+    let mut cfg = ModemConfig::new("doctor", device.to_string());
     cfg.baud = a.baud;
     cfg.pin = pin;
     // One attempt; doctor reports, it does not keep retrying.

@@ -354,6 +354,13 @@ pub fn render_summary(s: &Summary) -> String {
         "database  {} {}  {db}",
         s.database.backend, s.database.url
     );
+    for r in &s.database.durability_risks {
+        let _ = writeln!(
+            o,
+            "          NOT POWER-SAFE: {} = {}: {}; fix: {}",
+            r.setting, r.value, r.loses, r.fix
+        );
+    }
     if let Some(c) = &s.config_file {
         let _ = writeln!(o, "config    {c}");
     }
@@ -619,5 +626,18 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("recorder"), "{text}");
+        assert!(!text.contains("POWER"), "{text}");
+        s.database.durable = Some(false);
+        s.database.durability_risks = crate::store::durability::judge(
+            "postgres",
+            &[("synchronous_commit".into(), "off".into())],
+        )
+        .risks;
+        let text = render_summary(&s);
+        assert!(
+            text.contains("NOT POWER-SAFE: synchronous_commit = off:"),
+            "{text}"
+        );
+        assert!(text.contains("fix: synchronous_commit = on"), "{text}");
     }
 }

@@ -261,6 +261,13 @@ pub struct DatabaseHealth {
     pub url: String,
     pub ok: bool,
     pub error: Option<String>,
+    /// Whether the database keeps every commit through a power cut; absent
+    /// while it does not answer (and from older daemons).
+    #[serde(default)]
+    pub durable: Option<bool>,
+    /// The settings that lose committed writes, with the fix for each.
+    #[serde(default)]
+    pub durability_risks: Vec<crate::store::durability::Risk>,
 }
 
 /// One modem as a technician needs to see it.

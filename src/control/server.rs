@@ -537,6 +537,11 @@ async fn summary(ctx: &Context) -> Response {
         }
         None => (None, None),
     };
+    let durability = if ok {
+        with_deadline(ctx, ctx.store.durability()).await.ok()
+    } else {
+        None
+    };
     let modems = ctx.modems.list();
     let ready = modems
         .iter()
@@ -554,6 +559,8 @@ async fn summary(ctx: &Context) -> Response {
             url: ctx.database_url.clone(),
             ok,
             error,
+            durable: durability.as_ref().map(|d| d.durable()),
+            durability_risks: durability.map(|d| d.risks).unwrap_or_default(),
         },
         modems_total: modems.len(),
         modems_ready: ready,

@@ -397,11 +397,16 @@ impl Inbound {
         error!(error = %why, "the database refuses a modem event; set aside in the rejected file");
         let path = self.journal.path().with_extension("rejected");
         let line = serde_json::json!({ "error": why, "entry": e }).to_string();
-        let r = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+        // Synced (and a new file's name with its directory): the entry is
+        // confirmed out of the journal right after this.
+        let r = crate::durable::open_creating(
+            &path,
+            std::fs::OpenOptions::new().create(true).append(true),
+        )
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes())?;
+            f.sync_data()
+        });
         if let Err(err) = r {
             error!(error = %err, file = %path.display(), "cannot write the rejected file");
         }

@@ -36,13 +36,14 @@ impl Journal {
     /// Opens (or creates) the journal; entries left by a previous process are pending.
     pub fn open(path: &Path) -> io::Result<Journal> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::durable::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)?;
+        // A new journal's name is synced with its directory: an entry synced
+        // into a file whose name a power cut loses is lost with it.
+        let file = crate::durable::open_creating(
+            path,
+            OpenOptions::new().create(true).read(true).append(true),
+        )?;
         let mut appended = 0;
         for line in BufReader::new(&file).lines() {
             if !line?.trim().is_empty() {

@@ -6,6 +6,8 @@
 //!   outcome writes, delivery roll-up, settling a dead holder's rows.
 //! - [`number`]: phone numbers compared in E.164 form.
 //! - [`contract`]: the outbox contract's rules for rows other systems write.
+//! - [`durability`]: whether the database's settings keep a commit through a
+//!   power cut.
 //! - `sql`: the backend contract ([`sql::Dialect`]) and every operation's SQL,
 //!   written once for the three backends.
 //! - `ts`: times in the database, one type for the three backends.
@@ -20,6 +22,7 @@
 //! unguarded: they are facts, and they must never be sent again.
 
 pub mod contract;
+pub mod durability;
 pub mod model;
 mod mysql;
 pub mod number;
@@ -195,11 +198,28 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::minutes(10))
 }
 
+/// SQLite's `synchronous` level for smsgw's connections (`[database]
+/// sqlite_synchronous`). Only `full` and `extra` keep every commit through a
+/// power cut in WAL mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    #[default]
+    Full,
+    Extra,
+    Normal,
+}
+
 impl Store {
     /// Connects by url (`sqlite:///var/lib/smsgw/outbox/smsgw.db`, `postgres://...`, `mysql://...`).
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, SqliteSync::Full).await
+    }
+
+    /// As [`Store::connect`], with SQLite's `synchronous` level.
+    pub async fn connect_with(url: &str, sync: SqliteSync) -> Result<Store> {
         let db = if url.starts_with("sqlite:") {
-            Db::Sqlite(Sql::<Sqlite>::connect(url).await?)
+            Db::Sqlite(Sql::<Sqlite>::connect(url, sync).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Db::Postgres(Sql::<Postgres>::connect(url).await?)
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
@@ -229,6 +249,11 @@ impl Store {
             Db::Postgres(_) => "postgres",
             Db::Mysql(_) => "mysql",
         }
+    }
+
+    /// Whether this database keeps a commit through a power cut.
+    pub async fn durability(&self) -> Result<durability::Durability> {
+        on_db!(self.durability())
     }
 
     /// Applies the embedded migrations that have not run yet (never drops anything).

@@ -38,6 +38,14 @@ impl Dialect for MySql {
     const DUE_IN_CATEGORY: &'static str = "SELECT 1 FROM outbox
          WHERE claimable = 1 AND category = ? AND due_at <= ? LIMIT 1";
 
+    const SETTINGS: &'static str =
+        "SELECT 'innodb_flush_log_at_trx_commit', CAST(@@innodb_flush_log_at_trx_commit AS CHAR)
+         UNION ALL SELECT 'log_bin', CAST(@@log_bin AS CHAR)
+         UNION ALL SELECT 'sync_binlog', CAST(@@sync_binlog AS CHAR)
+         UNION ALL SELECT 'innodb_doublewrite', CAST(@@innodb_doublewrite AS CHAR)
+         UNION ALL SELECT 'outbox_engine', ENGINE FROM information_schema.TABLES
+                   WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'outbox'";
+
     fn rows_affected(r: &Self::QueryResult) -> u64 {
         r.rows_affected()
     }

@@ -40,6 +40,9 @@ impl Dialect for Postgres {
     const DUE_IN_CATEGORY: &'static str = "SELECT 1 FROM outbox
          WHERE state IN ('queued', 'retrying') AND category = ? AND due_at <= ? LIMIT 1";
 
+    const SETTINGS: &'static str = "SELECT name, setting FROM pg_settings
+         WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes') ORDER BY name";
+
     fn rows_affected(r: &Self::QueryResult) -> u64 {
         r.rows_affected()
     }

@@ -46,6 +46,10 @@ pub trait Dialect: Database + Sized {
     /// `outbox_claim_category`, in that index's own condition.
     const DUE_IN_CATEGORY: &'static str;
 
+    /// The settings that decide whether a commit survives a power cut, as
+    /// rows of two text columns `(name, value)` ([`super::durability`]).
+    const SETTINGS: &'static str;
+
     fn rows_affected(r: &Self::QueryResult) -> u64;
 
     /// Starts a transaction that writes (SQLite takes the write lock up front).
@@ -329,6 +333,18 @@ where
     pub async fn db_now(&self) -> Result<DateTime<Utc>> {
         let r = sqlx::query(DB::NOW).fetch_one(&self.read).await?;
         Ok(r.try_get::<Ts, _>(0)?.0)
+    }
+
+    /// Whether this database keeps a commit through a power cut: the
+    /// settings in force, judged ([`super::durability::judge`]). Read on
+    /// the writer's connection, whose settings are the ones that count.
+    pub async fn durability(&self) -> Result<super::durability::Durability> {
+        let rows = sqlx::query(DB::SETTINGS).fetch_all(&self.pool).await?;
+        let mut settings = Vec::with_capacity(rows.len());
+        for r in &rows {
+            settings.push((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
+        }
+        Ok(super::durability::judge(<DB as Dialect>::NAME, &settings))
     }
 
     pub async fn execute_raw(&self, sql: &str) -> Result<u64> {

@@ -57,6 +57,9 @@ impl Dialect for Sqlite {
     const DUE_IN_CATEGORY: &'static str = "SELECT 1 FROM outbox
          WHERE state IN ('queued', 'retrying') AND category = ? AND due_at <= ? LIMIT 1";
 
+    const SETTINGS: &'static str = "SELECT 'journal_mode', journal_mode FROM pragma_journal_mode
+         UNION ALL SELECT 'synchronous', CAST(synchronous AS TEXT) FROM pragma_synchronous";
+
     fn rows_affected(r: &Self::QueryResult) -> u64 {
         r.rows_affected()
     }
@@ -189,10 +192,14 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
 /// writers can INSERT. SQLite gives its -wal and -shm files the database's
 /// own mode. An existing file is left as the administrator made it; a symbolic
 /// link in its place (or in a -wal, -shm or -journal file's) is refused.
+fn is_memory(path: &std::path::Path) -> bool {
+    path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':')
+}
+
 fn create_shareable(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
-        return Ok(()); // in memory
+    if is_memory(path) {
+        return Ok(());
     }
     // The directory may be shared with the outbox writers: a symbolic link
     // planted there must not make SQLite write the daemon's pages elsewhere.
@@ -213,14 +220,14 @@ fn create_shareable(path: &std::path::Path) -> std::io::Result<()> {
         .mode(0o660)
         .open(path)
     {
-        Ok(_) => Ok(()),
+        Ok(_) => crate::durable::sync_parent(path),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
 }
 
 impl Sql<Sqlite> {
-    pub async fn connect(url: &str) -> Result<Sql<Sqlite>> {
+    pub async fn connect(url: &str, sync: super::SqliteSync) -> Result<Sql<Sqlite>> {
         let err = |source| StoreError::Connect {
             backend: "sqlite",
             target: url.to_string(),
@@ -230,7 +237,15 @@ impl Sql<Sqlite> {
             .map_err(err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: the write-ahead log is synced at every commit, so a commit
+            // the daemon acted on (a part marked in flight, then sent) is
+            // still there after a power cut. NORMAL would sync it only at a
+            // checkpoint: the last commits lost, their parts sent again.
+            .synchronous(match sync {
+                super::SqliteSync::Full => SqliteSynchronous::Full,
+                super::SqliteSync::Extra => SqliteSynchronous::Extra,
+                super::SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(15))
             .foreign_keys(true);
         if let Some(dir) = opts
@@ -238,7 +253,7 @@ impl Sql<Sqlite> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir).map_err(|e| err(sqlx::Error::Io(e)))?;
+            crate::durable::create_dir_all(dir).map_err(|e| err(sqlx::Error::Io(e)))?;
         }
         create_shareable(opts.get_filename()).map_err(|e| err(sqlx::Error::Io(e)))?;
         // One writer (see `Sql::read`): it connects first, so the file and
@@ -249,6 +264,12 @@ impl Sql<Sqlite> {
             .connect_with(opts.clone())
             .await
             .map_err(err)?;
+        // The database file and its WAL now exist: their names reach the
+        // disk with their directory (SQLite syncs the data, not every name).
+        if !is_memory(opts.get_filename()) {
+            crate::durable::sync_parent(opts.get_filename())
+                .map_err(|e| err(sqlx::Error::Io(e)))?;
+        }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -368,9 +389,12 @@ mod plans {
     #[tokio::test]
     async fn recurring_queries_use_their_indexes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sql::<Sqlite>::connect(&format!("sqlite://{}/p.db", dir.path().display()))
-            .await
-            .unwrap();
+        let s = Sql::<Sqlite>::connect(
+            &format!("sqlite://{}/p.db", dir.path().display()),
+            crate::store::SqliteSync::Full,
+        )
+        .await
+        .unwrap();
         s.migrate().await.unwrap();
         for (what, sql, index) in [
             ("claim", claim_sql(false), "INDEX outbox_claim"),
@@ -428,7 +452,9 @@ mod pools {
     async fn one_writer_and_read_only_readers() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
-        let s = Sql::<Sqlite>::connect(&url).await.unwrap();
+        let s = Sql::<Sqlite>::connect(&url, crate::store::SqliteSync::Full)
+            .await
+            .unwrap();
         s.migrate().await.unwrap();
         assert_eq!(s.pool.options().get_max_connections(), 1);
         let e = sqlx::query("DELETE FROM opt_outs")

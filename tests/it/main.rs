@@ -12,6 +12,7 @@ mod daemon_e2e;
 mod daemon_faults;
 mod db_restart;
 mod doctor;
+mod durability;
 mod flood;
 mod gammu;
 mod hooks;
