@@ -110,7 +110,10 @@ fn doctor_names_a_configuration_that_loses_commits() {
             .arg(&cfg)
             .output()
             .unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
     };
     let (code, out) = run("full");
     assert_eq!(code, Some(0), "{out}");
