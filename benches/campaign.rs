@@ -9,6 +9,11 @@
 //! for chosen MODEMS:MESSAGES runs, `-- pickup [sqlite|postgres|mysql]` for
 //! insert-to-send latency on an idle daemon on each backend, or those named).
 
+// The power-cut harness's file system, here as a disk with slow syncs.
+#[allow(dead_code)]
+#[path = "../tests/it/lazyfs.rs"]
+mod lazyfs;
+
 use smsgw::config::{Config, Modem};
 use smsgw::daemon::Daemon;
 use std::time::{Duration, Instant};
@@ -43,11 +48,32 @@ async fn all_ready(d: &Daemon) {
     }
 }
 
-async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
-    let dir = tempfile::tempdir().unwrap();
-    std::env::set_var("STATE_DIRECTORY", dir.path());
+/// Where the database and state live: this machine's disk, or a lazy disk
+/// whose every fsync sleeps (`-- slowdisk MS`); and SQLite's sync level.
+#[derive(Clone, Copy)]
+struct Disk {
+    fsync_ms: Option<u64>,
+    sync: smsgw::store::SqliteSync,
+}
+
+async fn campaign(modems: usize, messages: usize, latency: (u64, u64), disk: Disk) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lazy = None;
+    let dir = match disk.fsync_ms {
+        Some(ms) => {
+            let at = tmp.path().join("disk");
+            std::fs::create_dir_all(&at).unwrap();
+            let fs = lazyfs::LazyFs::mount(&at).expect("the slow disk (root, /dev/fuse)");
+            fs.set_fsync_delay(Duration::from_millis(ms));
+            lazy = Some(fs);
+            at
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    std::env::set_var("STATE_DIRECTORY", &dir);
     let mut cfg = Config::default();
-    cfg.database.url = format!("sqlite://{}/bench.db", dir.path().display());
+    cfg.database.url = format!("sqlite://{}/bench.db", dir.display());
+    cfg.database.sqlite_synchronous = disk.sync;
     cfg.quiet_hours.windows.clear();
     // The default poll (5 s): pickup must not wait for it.
     cfg.status.socket = String::new();
@@ -105,8 +131,27 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
         .map(|s| s.latency_us)
         .sum();
     let limit = Duration::from_micros(limit_us / modems as u64);
+    let fsyncs = lazy.as_ref().map(|f| f.fsyncs()).unwrap_or(0);
     println!(
-        "{modems:>2} modems, {messages:>5} greetings, latency {}-{} ms: {elapsed:.1?} (modem-bound limit {limit:.1?}): {:.1}% of the limit, {:.0} msg/s | first send {:.0?} after insert | idle CPU {idle:.2}% of a core, RSS idle {rss_idle:.0} MiB, busy {rss_busy:.0} MiB",
+        "[{} {}{}] {modems:>2} modems, {messages:>5} greetings, latency {}-{} ms: {elapsed:.1?}",
+        match disk.sync {
+            smsgw::store::SqliteSync::Full => "full",
+            smsgw::store::SqliteSync::Extra => "extra",
+            smsgw::store::SqliteSync::Normal => "normal",
+        },
+        disk.fsync_ms.map_or("this disk".to_string(), |ms| format!(
+            "slow disk {ms} ms/fsync"
+        )),
+        if fsyncs > 0 {
+            format!(", {fsyncs} fsyncs")
+        } else {
+            String::new()
+        },
+        latency.0,
+        latency.1,
+    );
+    println!(
+        "    {modems:>2} modems, {messages:>5} greetings, latency {}-{} ms: {elapsed:.1?} (modem-bound limit {limit:.1?}): {:.1}% of the limit, {:.0} msg/s | first send {:.0?} after insert | idle CPU {idle:.2}% of a core, RSS idle {rss_idle:.0} MiB, busy {rss_busy:.0} MiB",
         latency.0,
         latency.1,
         100.0 * limit.as_secs_f64() / elapsed.as_secs_f64(),
@@ -114,6 +159,7 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64)) {
         first_send.unwrap(),
     );
     d.shutdown().await;
+    drop(lazy);
 }
 
 /// A fresh database for `backend`: its url, and how to drop it afterwards.
@@ -274,7 +320,26 @@ fn main() {
             (64, 10_000, (100, 300)),
         ]
     };
+    // `-- slowdisk MS`: every run on a lazy disk whose fsyncs take MS ms.
+    // `-- compare`: each run with synchronous NORMAL (the code before) and
+    // FULL (now), in the same process.
+    let args: Vec<String> = std::env::args().collect();
+    let fsync_ms = args
+        .iter()
+        .position(|a| a == "slowdisk")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
+    let syncs: &[smsgw::store::SqliteSync] = if args.iter().any(|a| a == "compare") {
+        &[
+            smsgw::store::SqliteSync::Normal,
+            smsgw::store::SqliteSync::Full,
+        ]
+    } else {
+        &[smsgw::store::SqliteSync::Full]
+    };
     for (modems, messages, latency) in runs {
-        rt.block_on(campaign(modems, messages, latency));
+        for &sync in syncs {
+            rt.block_on(campaign(modems, messages, latency, Disk { fsync_ms, sync }));
+        }
     }
 }

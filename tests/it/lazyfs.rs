@@ -625,6 +625,7 @@ fn only_what_was_synced_survives_a_cut() {
             return;
         }
     };
+    fs.set_fsync_delay(Duration::from_millis(1));
     let root = fs.path().to_path_buf();
     std::fs::create_dir(root.join("d")).unwrap();
     std::fs::write(root.join("d/kept"), b"one").unwrap();
