@@ -70,7 +70,9 @@ async fn campaign(modems: usize, messages: usize, latency: (u64, u64), disk: Dis
         }
         None => tmp.path().to_path_buf(),
     };
-    std::env::set_var("STATE_DIRECTORY", &dir);
+    // The state directory (the sim: links, the journal the hot path never
+    // writes) stays on this disk; the database is on the chosen one.
+    std::env::set_var("STATE_DIRECTORY", tmp.path());
     let mut cfg = Config::default();
     cfg.database.url = format!("sqlite://{}/bench.db", dir.display());
     cfg.database.sqlite_synchronous = disk.sync;
