@@ -192,6 +192,15 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
 /// writers can INSERT. SQLite gives its -wal and -shm files the database's
 /// own mode. An existing file is left as the administrator made it; a symbolic
 /// link in its place (or in a -wal, -shm or -journal file's) is refused.
+/// Syncs the directory that names the database. A directory the daemon may
+/// not read (mode 0711, another system's) cannot be synced: said, not fatal.
+fn sync_names(path: &std::path::Path) {
+    if let Err(e) = crate::durable::sync_parent(path) {
+        tracing::warn!(database = %path.display(), error = %e,
+            "cannot sync the database's directory: a power cut right after the database or its WAL was created may lose them");
+    }
+}
+
 fn is_memory(path: &std::path::Path) -> bool {
     path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':')
 }
@@ -220,7 +229,10 @@ fn create_shareable(path: &std::path::Path) -> std::io::Result<()> {
         .mode(0o660)
         .open(path)
     {
-        Ok(_) => crate::durable::sync_parent(path),
+        Ok(_) => {
+            sync_names(path);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
@@ -267,8 +279,7 @@ impl Sql<Sqlite> {
         // The database file and its WAL now exist: their names reach the
         // disk with their directory (SQLite syncs the data, not every name).
         if !is_memory(opts.get_filename()) {
-            crate::durable::sync_parent(opts.get_filename())
-                .map_err(|e| err(sqlx::Error::Io(e)))?;
+            sync_names(opts.get_filename());
         }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
