@@ -1,7 +1,7 @@
 //! Configuration: a TOML file plus `SMSGW_*` environment overrides, through the
 //! config crate; [`Config::validate`] turns nonsense into clear messages.
 //!
-//! Pitfalls avoided (all reproduced in ../shared/design/DEPENDENCIES.md): nested keys
+//! Pitfalls of the config crate avoided (each reproduced when this was built): nested keys
 //! need the `__` separator (`SMSGW_DATABASE__URL`), values are never guessed into
 //! numbers (a SIM PIN or SMSC `0046...` keeps its leading zeros), and keys are
 //! snake_case because environment names are lowercased. Unknown keys are errors
